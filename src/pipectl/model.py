@@ -75,6 +75,7 @@ class Sensor:
     poke_interval: float = 60.0
     timeout: float | None = None
     soft_fail: bool = False
+    glob: bool = False  # kind file: target is a glob; ready when a match qualifies
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class Pipeline:
     on_retry: str | None = None
     on_success: str | None = None
     on_sla_miss: str | None = None
+    # asset name -> {"fresh_by": "HH:MM", "timezone": TZ}: when its daily update is due
+    assets: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: frozen_map({}))
 
     @property
     def time_schedules(self) -> tuple[Schedule, ...]:
@@ -170,6 +173,7 @@ class Pipeline:
         kw["params"] = frozen_map(d.get("params"))
         kw["env"] = frozen_map(d.get("env"))
         kw["secret_env"] = tuple(d.get("secret_env", ()))
+        kw["assets"] = frozen_map({k: frozen_map(v) for k, v in (d.get("assets") or {}).items()})
         return cls(**kw)
 
 
