@@ -1,0 +1,507 @@
+"""The ``pipectl`` command line: argument parsing only; the work happens in the library.
+
+Kept lean on purpose: cron starts ``pipectl tick`` every minute, so at import this
+module pulls in typer and the standard library only. yaml, croniter, rich, sqlite3
+and filelock are imported inside the commands that need them.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+
+from .errors import PipectlError, UsageError
+
+if TYPE_CHECKING:  # names for annotations only; never imported at run time from here
+    from .model import Pipeline, ProjectConfig
+
+PROG = "pipectl"
+
+app = typer.Typer(
+    name=PROG,
+    help="Dependency-aware pipeline runner that replaces chains of cron jobs: "
+    "YAML pipelines, one `pipectl tick` a minute from cron, state in one SQLite file.",
+    # Plain click help: rich help would cost every `--help` (and every usage error) ~100 ms.
+    rich_markup_mode=None,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+# --------------------------------------------------------------------------- context
+
+class Ctx:
+    """What the global options decided, shared by every command (``typer.Context.obj``).
+
+    Everything is computed on first use, so a command that never touches the
+    project (``cron``, ``init``) works outside one.
+    """
+
+    def __init__(self, project: str | None = None, now: datetime | None = None,
+                 json: bool = False, color: bool = True, cwd: str | None = None,
+                 environ: Any = None):
+        self.project = project
+        self.json = json
+        self.color = color
+        self._now = now
+        self._cwd = cwd
+        self._environ = os.environ if environ is None else environ
+        self._project_dir: Path | None = None
+        self._config: ProjectConfig | None = None
+        self._loaded: Any = None
+
+    # -- project ---------------------------------------------------------------
+    def project_dir(self) -> Path:
+        """``--project``, else ``PIPECTL_PROJECT``, else the nearest ancestor with pipectl.toml."""
+        if self._project_dir is None:
+            from .config import find_project
+
+            self._project_dir = find_project(self.project, self._cwd or os.getcwd(), self._environ)
+        return self._project_dir
+
+    def config(self) -> "ProjectConfig":
+        if self._config is None:
+            from .config import load_config
+
+            self._config = load_config(self.project_dir())
+        return self._config
+
+    def load(self):
+        """The spec loader's ``LoadResult`` (``.pipelines``, ``.errors``, ``.invalid``), loaded once."""
+        if self._loaded is None:
+            config = self.config()  # a missing project is the clearer error, so it comes first
+            from .spec import load_pipelines
+
+            self._loaded = load_pipelines(config)
+        return self._loaded
+
+    def pipeline(self, name: str) -> "Pipeline":
+        return resolve_pipeline(self.load(), name)
+
+    # -- time ------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The scheduler's "now": ``--now`` / ``PIPECTL_NOW`` if given, else the clock; aware UTC."""
+        return self._now if self._now is not None else datetime.now(timezone.utc)
+
+    @property
+    def fake_now(self) -> bool:
+        return self._now is not None
+
+    # -- output ----------------------------------------------------------------
+    def console(self, stderr: bool = False):
+        from .render import make_console
+
+        return make_console(color=self.color, stderr=stderr)
+
+
+def get_ctx(ctx: typer.Context) -> Ctx:
+    """The shared :class:`Ctx` from a command's ``typer.Context`` (a default one under bare invocation)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, Ctx):
+        root.obj = Ctx()
+    return root.obj
+
+
+# --------------------------------------------------------------------------- helpers
+
+def parse_now(value: str, option: str = "--now") -> datetime:
+    """ISO 8601 to an aware UTC datetime; a naive value means UTC (``Z`` accepted)."""
+    try:
+        dt = datetime.fromisoformat(value.strip())
+    except (ValueError, AttributeError):
+        raise UsageError(f"bad {option} value {value!r}: expected ISO 8601, e.g. 2026-04-05T03:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def parse_date_arg(value: str, option: str = "--date", tz: str = "UTC") -> date | datetime:
+    """A ``--date``-style argument.
+
+    ``YYYY-MM-DD`` returns a ``date`` (a ``ds``: match runs by their calendar date).
+    Anything else must be an ISO datetime and returns an aware UTC ``datetime``
+    (a logical date); a naive one is read in ``tz`` (the pipeline's timezone), like
+    ``start_date`` in a spec. Check ``isinstance(x, datetime)`` first: a datetime is
+    also a date.
+    """
+    text = (value or "").strip()
+    if len(text) == 10:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"bad {option} {value!r}: expected YYYY-MM-DD or an ISO 8601 datetime") from None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"bad {option} {value!r}: expected YYYY-MM-DD or an ISO 8601 datetime") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone(tz))
+    return dt.astimezone(timezone.utc)
+
+
+def parse_date_range(start: str, end: str, tz: str = "UTC") -> tuple[date | datetime, date | datetime]:
+    """``--start``/``--end`` pair; UsageError when end is before start."""
+    a = parse_date_arg(start, "--start", tz)
+    b = parse_date_arg(end, "--end", tz)
+    if _sort_key(b, tz) < _sort_key(a, tz):
+        raise UsageError(f"--end {end} is before --start {start}")
+    return a, b
+
+
+def _sort_key(d: date | datetime, tz: str) -> datetime:
+    if isinstance(d, datetime):
+        return d
+    return datetime(d.year, d.month, d.day, tzinfo=zone(tz)).astimezone(timezone.utc)
+
+
+def zone(name: str):
+    """``ZoneInfo(name)``, or a UsageError naming the bad timezone."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except Exception:
+        raise UsageError(f"unknown timezone {name!r}") from None
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, str]:
+    """``--param k=v`` repeated, to a dict; later ones win."""
+    out: dict[str, str] = {}
+    for p in pairs or ():
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"bad --param {p!r}: expected NAME=VALUE")
+        out[k.strip()] = v
+    return out
+
+
+def resolve_pipeline(loaded, name: str) -> "Pipeline":
+    """The named pipeline from a ``LoadResult``.
+
+    Unknown name: UsageError (exit 2) listing the known ones. A pipeline whose spec
+    is invalid: PipectlError (exit 1) with its first spec error, since the fix is in
+    the YAML, not the command line.
+    """
+    if name in loaded.pipelines:
+        return loaded.pipelines[name]
+    invalid = getattr(loaded, "invalid", {}) or {}
+    if name in invalid:
+        errs = invalid[name]
+        more = f" (and {len(errs) - 1} more; run `pipectl validate`)" if len(errs) > 1 else ""
+        raise PipectlError(f"pipeline {name!r} is invalid: {errs[0]}{more}" if errs else f"pipeline {name!r} is invalid")
+    known = ", ".join(sorted(loaded.pipelines)) or "none"
+    raise UsageError(f"unknown pipeline {name!r} (known: {known})")
+
+
+def schedule_words(pipeline: "Pipeline") -> str:
+    """Every schedule of a pipeline in words, e.g. ``at 02:00 every day (America/Los_Angeles)``."""
+    from . import schedules
+    from .model import CronSchedule
+
+    if not pipeline.schedules:
+        return "no schedule (trigger or backfill only)"
+    parts = []
+    for s in pipeline.schedules:
+        words = schedules.describe(s)
+        if isinstance(s, CronSchedule):
+            tz = s.timezone or pipeline.timezone
+            if tz not in words:
+                words = f"{words} ({tz})"
+        parts.append(words)
+    return "; or ".join(parts)
+
+
+def exit_with(code: int) -> NoReturn:
+    raise typer.Exit(code)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 with ``T`` and offset, the one datetime format of pipectl's output."""
+    return None if dt is None else dt.isoformat()
+
+
+# Option types the commands share, so every command spells them the same way.
+PipelineArg = Annotated[str, typer.Argument(metavar="PIPELINE", help="Pipeline name.", show_default=False)]
+DateOpt = Annotated[Optional[str], typer.Option("--date", "-d", metavar="D",
+                                                help="Logical date: YYYY-MM-DD (ds) or ISO 8601 datetime.")]
+WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Drive the work to the end before returning.")]
+CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, help="How many.")]
+LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")]
+
+
+# --------------------------------------------------------------------------- global options
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    project: Annotated[Optional[str], typer.Option(
+        "--project", metavar="DIR",
+        help="Project directory (default: $PIPECTL_PROJECT, else the nearest parent with pipectl.toml).")] = None,
+    now: Annotated[Optional[str], typer.Option(
+        "--now", metavar="ISO8601", envvar="PIPECTL_NOW", show_envvar=False,
+        help="The scheduler's \"now\" (default: $PIPECTL_NOW, else the clock); naive means UTC.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")] = False,
+) -> None:
+    """Dependency-aware pipeline runner that replaces chains of cron jobs.
+
+    Global options may also be given after the command, e.g. `pipectl runs P --json`.
+    """
+    color = not no_color and not os.environ.get("NO_COLOR")
+    ctx.obj = Ctx(project=project, now=parse_now(now) if now else None, json=json_, color=color)
+
+
+# --------------------------------------------------------------------------- project commands
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", show_default=False,
+                                                        help="Where to create the project (default: --project, else .).")] = None,
+) -> None:
+    """Scaffold pipectl.toml and an example pipeline."""
+    c = get_ctx(ctx)
+    target = Path(directory or c.project or ".").expanduser().resolve()
+    if (target / "pipectl.toml").exists():
+        raise UsageError(f"{target / 'pipectl.toml'} already exists; nothing changed")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} is not a directory")
+    from .scaffold import init_project
+
+    created = init_project(target)
+    if c.json:
+        from .render import print_json
+
+        print_json({"project": str(target), "created": [str(p) for p in created]})
+        return
+    for p in created:
+        print(f"created {_rel(p)}")
+    where = "" if target == Path.cwd().resolve() else f"cd {_rel(target)} && "
+    print(f"next: {where}pipectl validate && pipectl tick")
+
+
+@app.command()
+def validate(ctx: typer.Context) -> None:
+    """Check every pipeline spec; problems as FILE:LINE:COL: message."""
+    c = get_ctx(ctx)
+    res = c.load()
+    for err in res.errors:
+        print(str(err), file=sys.stderr)
+    rows = []
+    for name, p in sorted(res.pipelines.items()):
+        rows.append({"name": name, "path": _rel(p.path), "tasks": len(p.tasks),
+                     "schedule": schedule_words(p), "timezone": p.timezone})
+    if c.json:
+        from .render import print_json
+
+        print_json({
+            "ok": not res.errors,
+            "pipelines": rows,
+            "invalid": sorted(str(k) for k in (getattr(res, "invalid", {}) or {})),
+            "errors": [_error_dict(e) for e in res.errors],
+        })
+    else:
+        width = max((len(r["name"]) for r in rows), default=0)
+        for r in rows:
+            n = r["tasks"]
+            print(f"ok  {r['name']:<{width}}  {n} task{'s' if n != 1 else ''}  {r['schedule']}")
+        if res.errors:
+            bad = len(getattr(res, "invalid", {}) or {}) or "some"
+            print(f"{len(res.errors)} problem{'s' if len(res.errors) != 1 else ''} in {bad} "
+                  f"pipeline spec{'s' if bad != 1 else ''}", file=sys.stderr)
+        elif not rows:
+            print(f"no pipelines found (globs: {', '.join(c.config().pipelines)})", file=sys.stderr)
+    if res.errors:
+        exit_with(1)
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    pipeline: PipelineArg,
+    date_: DateOpt = None,
+) -> None:
+    """Draw a pipeline's tasks in dependency layers (coloured by state with --date)."""
+    c = get_ctx(ctx)
+    p = c.pipeline(pipeline)
+    states = task_states(c, p, parse_date_arg(date_, tz=p.timezone)) if date_ else None
+    from . import render
+
+    if c.json:
+        render.print_json(render.graph_data(p, states))
+        return
+    c.console().print(render.graph(p, states))
+
+
+def task_states(c: Ctx, pipeline: "Pipeline", when: date | datetime) -> dict[str, str]:
+    """Task instance id -> state for the run of ``pipeline`` at ``when`` (for `graph --date`).
+
+    The run lookup belongs to the store; until it offers one this says so plainly.
+    """
+    try:
+        from . import store  # noqa: F401
+    except ImportError:
+        raise PipectlError("graph --date needs the state store, which this build lacks") from None
+    finder = getattr(store, "task_states_for", None)
+    if finder is None:
+        raise PipectlError("graph --date is not available yet (store has no run lookup)")
+    return finder(c.config(), pipeline, when)
+
+
+@app.command()
+def cron(
+    ctx: typer.Context,
+    expr: Annotated[str, typer.Argument(metavar="EXPR", help="Cron expression, quoted: \"0 2 * * *\", @daily, ...")],
+    tz: Annotated[str, typer.Option("--tz", metavar="TZ", help="Timezone the expression is read in.")] = "UTC",
+    count: CountOpt = 5,
+) -> None:
+    """A cron expression in words and its next fire times after "now"."""
+    c = get_ctx(ctx)
+    zi = zone(tz)
+    from . import schedules
+
+    problem = schedules.cron_error(expr)
+    if problem:
+        raise UsageError(problem)
+    now = c.now()
+    times = [t.astimezone(zi) for t in schedules.fire_times(expr, tz, now, count)]
+    if c.json:
+        from .render import print_json
+
+        print_json([t.isoformat() for t in times])
+        return
+    print(f"{expr}: {schedules.describe_cron(expr)} ({tz})")
+    print(f"next {len(times)} after {now.astimezone(zi).isoformat()}:")
+    for t in times:
+        print(f"  {t.isoformat()}  {t:%a}")
+
+
+# --------------------------------------------------------------------------- engine commands
+# tick, trigger, run, status, runs, show, logs, explain, next, backfill, retry, mark,
+# pause, unpause, grid, assets, install, doctor, prune, metrics.
+#
+# Pattern (keep commands thin; import the engine inside the function):
+#
+#   @app.command()
+#   def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> None:
+#       """Run history of a pipeline, newest first."""
+#       c = get_ctx(ctx)
+#       p = c.pipeline(pipeline)          # UsageError "unknown pipeline 'x' (known: ...)"
+#       from .store import Store
+#       ...
+#       if c.json: render.print_json(...) else: c.console().print(render.table(...))
+#       exit_with(1) when the work failed
+#
+# Helpers: get_ctx, Ctx.{project_dir,config,load,pipeline,now,json,color,console},
+# parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
+
+
+# --------------------------------------------------------------------------- entry point
+
+_GLOBAL_FLAGS = {"--json", "--no-color"}
+_GLOBAL_VALUED = {"--project", "--now"}
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Move global options written after the command in front of it.
+
+    Users type ``pipectl runs P --json`` (SPEC §7 does too); click only accepts
+    group options before the command. Stops at ``--``.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest.extend(argv[i:])
+            break
+        name = a.split("=", 1)[0]
+        if a in _GLOBAL_FLAGS:
+            front.append(a)
+        elif name in _GLOBAL_VALUED and "=" in a and a.startswith("--"):
+            front.append(a)
+        elif a in _GLOBAL_VALUED and i + 1 < len(argv):
+            front.extend(argv[i:i + 2])
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+def _die(message: str, code: int) -> NoReturn:
+    # One line, always: cron mails and CI logs show exactly what went wrong.
+    text = " ".join(str(message).split()) or "unknown error"
+    print(f"{PROG}: error: {text}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console script: run the app, turning every failure into one stderr line and an exit code."""
+    from typer import _click as click
+
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+    debug = os.environ.get("PIPECTL_DEBUG", "") not in ("", "0")
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name=PROG, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        print(e.ctx.get_help())
+        sys.exit(2)
+    except click.exceptions.UsageError as e:
+        hint = ""
+        if e.ctx is not None:
+            hint = f" (see '{e.ctx.command_path} --help')"
+        _die(e.format_message() + hint, 2)
+    except click.exceptions.ClickException as e:
+        _die(e.format_message(), e.exit_code or 1)
+    except typer.Abort:
+        _die("aborted", 1)
+    except PipectlError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _die(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _die("interrupted", 130)
+    except BrokenPipeError:
+        # `pipectl runs P | head`: the reader left; not an error worth a line.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback for users
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(1)
+        _die(f"internal error: {type(e).__name__}: {e} (set PIPECTL_DEBUG=1 for a traceback)", 1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _rel(path: Any) -> str:
+    """A path relative to the working directory when under it: shorter lines, still clickable."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def _error_dict(err: Any) -> dict:
+    return {
+        "file": str(getattr(err, "file", "")),
+        "line": getattr(err, "line", None),
+        "col": getattr(err, "col", None),
+        "message": getattr(err, "message", str(err)),
+    }
