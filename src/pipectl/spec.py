@@ -301,11 +301,13 @@ class _FileSpec:
         """Position of ``node.value[offset]`` in the file, when the source spells it verbatim."""
         start, end = node.start_mark, node.end_mark
         value = node.value
-        if node.style in (None, "'", '"') and start.line == end.line and start.line < len(self.lines):
+        quoted = node.style in ("'", '"')
+        plain = not node.style  # the C loader spells plain as '', the Python one as None
+        if (plain or quoted) and start.line == end.line and start.line < len(self.lines):
             raw = self.lines[start.line][start.column:end.column]
-            inner = raw if node.style is None else raw[1:-1]
+            inner = raw[1:-1] if quoted else raw
             if inner == value:
-                return start.line + 1, start.column + 1 + offset + (node.style is not None)
+                return start.line + 1, start.column + 1 + offset + quoted
         if node.style == "|":
             k = value.count("\n", 0, offset)
             line_start = value.rfind("\n", 0, offset) + 1
