@@ -340,18 +340,41 @@ def graph(
 
 
 def task_states(c: Ctx, pipeline: "Pipeline", when: date | datetime) -> dict[str, str]:
-    """Task instance id -> state for the run of ``pipeline`` at ``when`` (for `graph --date`).
+    """Task instance id (``task`` or ``task[i]``) -> state, for the run of ``pipeline`` at ``when``.
 
-    The run lookup belongs to the store; until it offers one this says so plainly.
+    A ``date`` matches the run by ``ds``; a datetime by logical date. Read-only.
     """
+    run = find_run(c, pipeline, when)
+    store = open_state(c)
     try:
-        from . import store  # noqa: F401
-    except ImportError:
-        raise PipectlError("graph --date needs the state store, which this build lacks") from None
-    finder = getattr(store, "task_states_for", None)
-    if finder is None:
-        raise PipectlError("graph --date is not available yet (store has no run lookup)")
-    return finder(c.config(), pipeline, when)
+        return {ti["task"]: ti["state"] for ti in store.task_instances(run["id"])}
+    finally:
+        store.close()
+
+
+def open_state(c: Ctx, create: bool = False):
+    """The project's state store; read-only commands pass ``create=False`` so they never make one."""
+    from .store import Store
+
+    return Store(c.config().state_db, create=create)
+
+
+def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime):
+    """The run row of ``pipeline`` for ``when`` (see :func:`parse_date_arg`); UsageError if none."""
+    store = open_state(c)
+    try:
+        if isinstance(when, datetime):
+            run = store.run_by_date(pipeline.name, when.astimezone(timezone.utc).isoformat())
+            label = when.isoformat()
+        else:
+            rows = store.runs_by_ds(pipeline.name, when.isoformat())
+            run = rows[-1] if rows else None
+            label = when.isoformat()
+    finally:
+        store.close()
+    if run is None:
+        raise UsageError(f"no run of {pipeline.name} for {label} (see `pipectl runs {pipeline.name}`)")
+    return run
 
 
 @app.command()
@@ -399,7 +422,7 @@ def cron(
 #       exit_with(1) when the work failed
 #
 # Helpers: get_ctx, Ctx.{project_dir,config,load,pipeline,now,json,color,console},
-# parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
+# open_state, find_run, task_states, parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
 
 
 # --------------------------------------------------------------------------- entry point
