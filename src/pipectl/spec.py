@@ -188,38 +188,9 @@ def _parse_when(raw: str) -> datetime | None:
         return None
 
 
-def _basic_cron_error(expr: str) -> str | None:
-    """Stand-in for ``schedules.cron_error`` when that module is unavailable."""
-    specs = (("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12), ("day-of-week", 0, 7))
-    names = {"month": "jan feb mar apr may jun jul aug sep oct nov dec".split(),
-             "day-of-week": "sun mon tue wed thu fri sat".split()}
-    parts = expr.split()
-    if len(parts) != 5:
-        return (f"bad cron expression {expr!r}: expected 5 fields "
-                f"(minute hour day-of-month month day-of-week), got {len(parts)}")
-    for text, (fname, lo, hi) in zip(parts, specs):
-        for item in text.split(","):
-            rng, _, step = item.partition("/")
-            if step and not step.isdigit() or step == "0":
-                return f"bad cron expression {expr!r}: {fname} field {text!r} has a bad step"
-            if rng == "*":
-                continue
-            for bound in rng.split("-", 1):
-                low = bound.lower()
-                if low in names.get(fname, ()):
-                    continue
-                if not bound.isdigit():
-                    return f"bad cron expression {expr!r}: {fname} field {text!r} is not a number"
-                if not lo <= int(bound) <= hi:
-                    return f"bad cron expression {expr!r}: {fname} field {text!r} out of range {lo}-{hi}"
-    return None
-
-
 def _cron_error(expr: str) -> str | None:
-    try:
-        from .schedules import cron_error
-    except ImportError:
-        return _basic_cron_error(expr)
+    from .schedules import cron_error  # lazily: only files with a cron schedule pay for it
+
     try:
         return cron_error(expr)
     except Exception as e:  # a checker bug must not crash loading
