@@ -114,6 +114,7 @@ def test_timezone_error():
         ("0 8 * 1-3 *", "at 08:00 every day in January through March"),
         ("0 0 29 2 *", "at 00:00 on February 29"),
         ("0,15,30 * * * *", "at minutes 0, 15 and 30 of every hour"),
+        ("*/25 * * * *", "at minutes 0, 25 and 50 of every hour"),
         ("@daily", "at 00:00 every day"),
         ("@weekly", "at 00:00 on Sunday"),
         ("@monthly", "at 00:00 on day 1 of the month"),
@@ -391,3 +392,11 @@ def test_previous_matches_cronsim_in_utc(expr, start):
 def test_import_is_light():
     code = "import sys, pipectl.schedules; assert 'croniter' not in sys.modules, 'croniter imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(expressions())
+def test_describe_cron_never_fails_on_valid_expressions(expr):
+    assume(cron_error(expr) is None)
+    words = describe_cron(expr)
+    assert words and "  " not in words and not words.endswith(" ")

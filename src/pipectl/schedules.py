@@ -536,9 +536,8 @@ def _time_words(spec: CronSpec) -> tuple[str, bool]:
         mpart = "every minute"
     elif mstep and 60 % mstep == 0:
         mpart = f"every {_plural(mstep, 'minute')}"
-    elif mstep:
-        mpart = f"at every {_ordinal(mstep)} minute"
     else:
+        # "*/7" restarts at each hour (..., 49, 56, 0): listing the minutes says so.
         mpart = ("at minute " if len(mins) == 1 else "at minutes ") + _phrase(mins, str)
     every_like = mpart.startswith("every")
 
