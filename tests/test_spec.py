@@ -491,14 +491,20 @@ def test_sensor_target_must_exist(project):
     ]
 
 
-def test_yaml_merge_keys(project):
+def test_yaml_merge_keys_fill_in_without_duplicate_errors(project):
     write(project, "p.yaml", """
-        x-common: &common {retries: 2, timeout: 5m}
+        defaults: &common {retries: 2, timeout: 5m}
         tasks:
           a: {<<: *common, run: x, retries: 5}
     """)
-    errors = [str(e) for e in load(project).errors]
-    assert errors == ["pipelines/p.yaml:1:1: unknown key 'x-common'"]
+    task = load(project).pipelines["p"].tasks["a"]
+    assert (task.retry.retries, task.timeout) == (5, 300)
+
+
+def test_bad_nested_param_is_an_error_not_a_crash(project):
+    assert errors_of(project, "params: {days: [2026-13-45]}\ntasks: {a: {run: x}}") == [
+        "pipelines/p.yaml:1:16: bad value for param 'days': month must be in 1..12"
+    ]
 
 
 # -- robustness: arbitrary documents never raise ------------------------------------
@@ -521,3 +527,4 @@ def test_arbitrary_documents_never_raise(project, doc):
     assert bool(result.errors) != bool(result.pipelines)
     for error in result.errors:
         assert error.line >= 1 and error.col >= 1
+        assert "internal error" not in error.message

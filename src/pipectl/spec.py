@@ -459,7 +459,11 @@ class _FileSpec:
             return self
         top = self.mapping(root, "a pipeline file")
         if top is not None:
-            pipeline = self.pipeline_from(top)
+            try:
+                pipeline = self.pipeline_from(top)
+            except Exception as e:  # a loader bug must cost one pipeline, never the whole tick
+                self.error((1, 1), f"internal error while validating: {type(e).__name__}: {e}")
+                return self
             self.pipeline = None if self.errors else pipeline
         return self
 
@@ -566,8 +570,10 @@ class _FileSpec:
             return {}
         out = {}
         for key, (_, vnode) in m.items():
-            out[key] = _plain_value(self.scalar(vnode) if isinstance(vnode, ScalarNode)
-                                    else self._constructor.construct_object(vnode, deep=True))
+            try:
+                out[key] = _plain_value(self._constructor.construct_object(vnode, deep=True))
+            except (ValueError, RecursionError, yaml.YAMLError) as e:
+                self.error(vnode, f"bad value for param {key!r}: {e}")
         return out
 
     # -- schedules ------------------------------------------------------------
