@@ -381,3 +381,20 @@ def test_quickstart_clean_without_raw_fails_and_uses_pipectl_ds(quickstart):
                        env={"PIPECTL_DS": "2026-04-01", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 1
     assert "data/raw/2026-04-01.csv is missing" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["cron", "0 2 * * *", "--json", "-n", "2"],
+                                  ["--project", str(QUICKSTART), "validate"]])
+def test_commands_do_not_import_pydantic(args):
+    # typer coerces parameters with pydantic (~65 ms to import); cli.install_fast_coercion avoids it
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipectl", *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+    assert not {m for m in imported if m.split(".")[0] in {"pydantic", "rich"}}
+
+
+@pytest.mark.parametrize("count, message", [("0", "0 is not in the range x>=1"), ("x", "'x' is not a valid integer")])
+def test_integer_options_are_checked(count, message):
+    p = run_cli("cron", "0 2 * * *", "--count", count)
+    assert p.returncode == 2
+    assert message in one_error_line(p)

@@ -24,7 +24,8 @@ PROG = "pipectl"
 app = typer.Typer(
     name=PROG,
     help="Dependency-aware pipeline runner that replaces chains of cron jobs: "
-    "YAML pipelines, one `pipectl tick` a minute from cron, state in one SQLite file.",
+    "YAML pipelines, one `pipectl tick` a minute from cron, state in one SQLite file.\n\n"
+    "Global options may also follow the command: `pipectl runs P --json`.",
     # Plain click help: rich help would cost every `--help` (and every usage error) ~100 ms.
     rich_markup_mode=None,
     add_completion=False,
@@ -249,10 +250,7 @@ def _global(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")] = False,
 ) -> None:
-    """Dependency-aware pipeline runner that replaces chains of cron jobs.
-
-    Global options may also be given after the command, e.g. `pipectl runs P --json`.
-    """
+    """Global options, kept in a :class:`Ctx` on ``ctx.obj`` for every command."""
     color = not no_color and not os.environ.get("NO_COLOR")
     ctx.obj = Ctx(project=project, now=parse_now(now) if now else None, json=json_, color=color)
 
@@ -262,7 +260,7 @@ def _global(
 @app.command()
 def init(
     ctx: typer.Context,
-    directory: Annotated[Optional[Path], typer.Argument(metavar="[DIR]", show_default=False,
+    directory: Annotated[Optional[str], typer.Argument(metavar="[DIR]", show_default=False,
                                                         help="Where to create the project (default: --project, else .).")] = None,
 ) -> None:
     """Scaffold pipectl.toml and an example pipeline."""
@@ -459,6 +457,105 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def install_fast_coercion(command: Any) -> int:
+    """Give plain ``str``/``int``/``bool`` parameters a trivial coercer; returns how many were patched.
+
+    typer 0.29 coerces every non-bool parameter through a pydantic TypeAdapter, and
+    importing pydantic costs ~65 ms: more than the rest of a no-op ``pipectl tick``,
+    which cron starts 1440 times a day. Parameters with anything fancier (choices,
+    paths, parsers, callbacks' types) keep typer's own coercion. If typer's internals
+    change, this quietly does nothing and pipectl is merely slower.
+    """
+    try:
+        from dataclasses import dataclass
+        from typing import Union, get_args, get_origin
+
+        from typer import _click as click
+        from typer._coercion import RuntimeParam
+    except ImportError:
+        return 0
+
+    @dataclass(frozen=True)
+    class Plain(RuntimeParam):  # type: ignore[misc]
+        convert: Any = str
+        many: bool = False
+
+        def _coerce_value(self, value, param, ctx):
+            if self.many:
+                return [self._one(v, param, ctx) for v in value]
+            return self._one(value, param, ctx)
+
+        def _one(self, value, param, ctx):
+            if self.convert is str:
+                return str(value)
+            if self.convert is bool:
+                if isinstance(value, bool):
+                    return value
+                text = str(value).strip().lower()
+                if text in ("1", "true", "t", "yes", "y", "on"):
+                    return True
+                if text in ("0", "false", "f", "no", "n", "off", ""):
+                    return False
+                raise click.exceptions.BadParameter(f"{value!r} is not a valid boolean.", ctx=ctx, param=param)
+            try:
+                n = int(value)
+            except (TypeError, ValueError):
+                raise click.exceptions.BadParameter(f"{value!r} is not a valid integer.", ctx=ctx, param=param) from None
+            lo, hi = self.parameter_info.min, self.parameter_info.max
+            if getattr(self.parameter_info, "clamp", False):
+                return min(hi, n) if hi is not None and n > hi else max(lo, n) if lo is not None and n < lo else n
+            if (lo is not None and n < lo) or (hi is not None and n > hi):
+                rng = f"{lo}<=x<={hi}" if lo is not None and hi is not None else f"x>={lo}" if lo is not None else f"x<={hi}"
+                raise click.exceptions.BadParameter(f"{n} is not in the range {rng}.", ctx=ctx, param=param)
+            return n
+
+    def plain_type(annotation):
+        many = False
+        if get_origin(annotation) is Union:
+            args = [a for a in get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                return None
+            annotation = args[0]
+        if get_origin(annotation) is list:
+            args = get_args(annotation)
+            if len(args) != 1:
+                return None
+            annotation, many = args[0], True
+        return (annotation, many) if annotation in (str, int, bool) else None
+
+    def fix(param) -> bool:
+        desc = getattr(param, "type_descriptor", None)
+        if desc is None or getattr(param, "_runtime_param", "absent") is not None:
+            return False
+        info = desc.parameter_info
+        kind = plain_type(desc.annotation)
+        if kind is None or getattr(info, "parser", None) is not None or getattr(info, "click_type", None) is not None:
+            return False
+        param._runtime_param = Plain(parameter_info=info, annotation=desc.annotation, convert=kind[0], many=kind[1])
+        return True
+
+    def lazy_help(cmd) -> None:
+        # --help is created on first use, as a bool option like any other
+        original = cmd.get_help_option
+
+        def get_help_option(ctx):
+            opt = original(ctx)
+            if opt is not None:
+                fix(opt)
+            return opt
+
+        cmd.get_help_option = get_help_option
+
+    patched = 0
+    stack = [command]
+    while stack:
+        cmd = stack.pop()
+        stack.extend(getattr(cmd, "commands", {}).values())
+        patched += sum(fix(param) for param in cmd.params)
+        lazy_help(cmd)
+    return patched
+
+
 def _die(message: str, code: int) -> NoReturn:
     # One line, always: cron mails and CI logs show exactly what went wrong.
     text = " ".join(str(message).split()) or "unknown error"
@@ -473,6 +570,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = os.environ.get("PIPECTL_DEBUG", "") not in ("", "0")
     command = typer.main.get_command(app)
+    install_fast_coercion(command)
     try:
         rv = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:
