@@ -1,0 +1,28 @@
+"""``python -m pipectl.reap PROJECT OFFSET``: what a task wrapper runs when it
+ends and no ``--wait`` supervisor is alive, so that downstream tasks start within
+a second of their upstream's end even between ticks. It records results and
+starts ready work from the runs' spec snapshots: no YAML, no schedules."""
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from .config import load_config
+    from .scheduler import Clock, Engine
+    from .tick import open_store
+
+    config = load_config(argv[0])
+    store = open_store(config, create=False)
+    try:
+        Engine(config, store, Clock(float(argv[1]))).step()
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except Exception:  # nobody reads this process's output; the next tick will catch up
+        sys.exit(1)

@@ -1,0 +1,512 @@
+"""The scheduler: turns schedules into runs and runs into tries.
+
+``Engine.step()`` is the whole cycle (reap finished tries, promote queued runs,
+start ready task instances) and is safe to call from any number of processes
+at once: ticks, ``--wait`` supervisors and the short-lived reaper a task wrapper
+starts when nobody else is watching. Correctness comes from the store's
+conditional transitions, not from who calls.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from . import executor
+from .model import (FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED,
+                    Pipeline, ProjectConfig, Task)
+from .store import Store, loads
+
+UTC = timezone.utc
+RUN_PRIORITY = {"backfill": 0}  # everything else 1: scheduled work starts before backfills
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+@dataclass
+class Clock:
+    """Real time shifted by ``offset`` seconds: ``--now`` sets the offset, and detached
+    task wrappers inherit it, so one simulated timeline covers every process."""
+
+    offset: float = 0.0
+
+    @classmethod
+    def at(cls, now: datetime | None) -> "Clock":
+        return cls(0.0 if now is None else now.timestamp() - time.time())
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def dt(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), UTC)
+
+
+@dataclass
+class StepReport:
+    created: list[str] = field(default_factory=list)
+    launched: list[str] = field(default_factory=list)
+    reaped: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    finished_runs: list[str] = field(default_factory=list)
+
+    def merge(self, other: "StepReport") -> None:
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
+
+    def lines(self) -> list[str]:
+        out = []
+        for name in self.__dataclass_fields__:
+            for item in getattr(self, name):
+                out.append(f"{name.replace('_', ' ')}: {item}")
+        return out
+
+
+def trigger_outcome(rule: str, upstream: list[str]) -> str | None:
+    """What a pending task instance should do given its upstreams' states:
+    'ready', a final state (upstream_failed / skipped), or None to keep waiting."""
+    if not upstream:
+        return "ready"
+    done = all(s in TI_FINISHED for s in upstream)
+    failed = sum(s in (FAILED, UPSTREAM_FAILED) for s in upstream)
+    success = sum(s == SUCCESS for s in upstream)
+    skipped = sum(s == SKIPPED for s in upstream)
+    if rule == "all_success":
+        if failed:
+            return UPSTREAM_FAILED
+        if skipped:
+            return SKIPPED
+        return "ready" if done else None
+    if rule == "all_done":
+        return "ready" if done else None
+    if rule == "all_failed":
+        if success or skipped:
+            return SKIPPED
+        return "ready" if done else None
+    if rule == "one_failed":
+        if failed:
+            return "ready"
+        return SKIPPED if done else None
+    if rule == "one_success":
+        if success:
+            return "ready"
+        return UPSTREAM_FAILED if done else None
+    if rule == "none_failed":
+        if failed:
+            return UPSTREAM_FAILED
+        return "ready" if done else None
+    raise ValueError(f"unknown trigger rule {rule!r}")
+
+
+def task_instance_rows(pipeline: Pipeline) -> list[tuple[str, str, int | None, str | None, str]]:
+    """The task instances a new run starts with; a static ``foreach`` is mapped at once."""
+    rows = []
+    for name, task in pipeline.tasks.items():
+        if isinstance(task.foreach, tuple):
+            if not task.foreach:
+                rows.append((name, name, None, None, SKIPPED))
+            for i, item in enumerate(task.foreach):
+                rows.append((f"{name}[{i}]", name, i, item, PENDING))
+        else:
+            rows.append((name, name, None, None, PENDING))
+    return rows
+
+
+class Engine:
+    def __init__(self, config: ProjectConfig, store: Store, clock: Clock, log: Callable[[str], None] | None = None):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.log = log or (lambda line: None)
+        self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
+        self._specs: dict[int, Pipeline] = {}
+        self.stop_launching = False
+        self.boot = executor.boot_id()
+        self.me = (os.getpid(), executor.process_start(os.getpid()))
+
+    # -- runs ------------------------------------------------------------
+    def spec_of(self, run) -> Pipeline:
+        p = self._specs.get(run["id"])
+        if p is None:
+            p = self._specs[run["id"]] = Pipeline.from_dict(loads(run["spec"]))
+        return p
+
+    def create_run(self, pipeline: Pipeline, logical_date: datetime, *, run_type: str,
+                   interval: tuple[datetime | None, datetime | None] = (None, None), params: dict | None = None,
+                   batch: str | None = None, max_active: int | None = None) -> int | None:
+        """Queue a run; None if the pipeline already has one for that logical date."""
+        from .schedules import ds_of
+
+        ld = iso(logical_date)
+        merged = {**pipeline.params, **(params or {})}
+        now = self.clock.now()
+        with self.store.tx():
+            pk = self.store.insert_run(
+                run_id=f"{run_type}__{ld}", pipeline=pipeline.name, logical_date=ld,
+                ds=ds_of(logical_date, pipeline.timezone),
+                interval=(iso(interval[0]) if interval[0] else ld, iso(interval[1]) if interval[1] else ld),
+                run_type=run_type, params=merged, spec=pipeline.to_dict(), now=now,
+                priority=RUN_PRIORITY.get(run_type, 1), batch=batch, max_active=max_active)
+            if pk is None:
+                return None
+            self.store.insert_task_instances(pk, task_instance_rows(pipeline))
+            self.store.add_event("run_created", now=now, pipeline=pipeline.name, run=pk, message=f"{run_type} run for {ld}")
+        self.log(f"created {pipeline.name} {run_type} run {ld}")
+        return pk
+
+    def promote(self) -> None:
+        """queued -> running while the pipeline (or the backfill batch) is under its max_active_runs."""
+        active = self.store.active_runs()
+        running: dict[tuple, int] = {}
+        for r in active:
+            if r["state"] == RUNNING:
+                key = (r["pipeline"], r["batch"])
+                running[key] = running.get(key, 0) + 1
+        for r in active:
+            if r["state"] != "queued":
+                continue
+            key = (r["pipeline"], r["batch"])
+            limit = r["max_active"] or self.spec_of(r).max_active_runs
+            if running.get(key, 0) >= limit:
+                continue
+            with self.store.tx():
+                self.store.set_run_state(r["id"], RUNNING, self.clock.now())
+            running[key] = running.get(key, 0) + 1
+
+    # -- reaping ---------------------------------------------------------
+    def reap(self, report: StepReport) -> set[int]:
+        """Record every finished or vanished try; returns the runs that changed."""
+        dirty: set[int] = set()
+        for t in self.store.active_tries():
+            status = executor.read_status(t["status_path"])
+            if status is not None:
+                self._finish(t, status[0], status[1] + self.clock.offset, report)
+                dirty.add(t["run"])
+                continue
+            if t["state"] == "starting":
+                if executor.is_alive(*self._launcher(t)):
+                    continue
+                pid = executor.find_wrapper(t["status_path"])
+                if pid is not None:
+                    with self.store.tx():
+                        self.store.mark_try_started(t["id"], pid, executor.process_start(pid))
+                    continue
+            elif executor.is_alive(t["pid"], t["pid_start"], t["boot_id"]):
+                continue
+            # the wrapper may have written its status between our two looks
+            status = executor.read_status(t["status_path"])
+            if status is not None:
+                self._finish(t, status[0], status[1] + self.clock.offset, report)
+            else:
+                self._lose(t, report)
+            dirty.add(t["run"])
+        return dirty
+
+    def _launcher(self, t):
+        return t["launcher_pid"], t["launcher_start"], t["boot_id"]
+
+    def _finish(self, t, exit_code: int, end: float, report: StepReport) -> None:
+        run = self.store.run(t["run"])
+        pipeline = self.spec_of(run)
+        task = pipeline.tasks[t["base"]]
+        timed_out = bool(t["timeout"]) and exit_code in (124, 137) and end - t["start"] >= t["timeout"] - 0.05
+        reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
+        with self.store.tx():
+            ti = self.store.task_instance(t["ti"])
+            if not self.store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
+                                         exit_code=exit_code, reason=reason):
+                return
+            hook = self._settle(run, ti, task, exit_code, reason, end, report)
+        executor.discard_status(t["status_path"])
+        report.reaped.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']} exit {exit_code}")
+        self._hook(hook, run, pipeline, ti, t, exit_code)
+
+    def _lose(self, t, report: StepReport) -> None:
+        run = self.store.run(t["run"])
+        pipeline = self.spec_of(run)
+        task = pipeline.tasks[t["base"]]
+        if t["pid"] and t["boot_id"] == self.boot:
+            # the wrapper is gone, but the task it started may not be: never let it run beside a retry
+            executor.kill_session(t["pid"])
+        now = self.clock.now()
+        with self.store.tx():
+            ti = self.store.task_instance(t["ti"])
+            if not self.store.finish_try(t["id"], "lost", now=now, exit_code=None, reason="lost"):
+                return
+            hook = self._settle(run, ti, task, None, "lost", now, report)
+        report.lost.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']}")
+        self._hook(hook, run, pipeline, ti, t, None)
+
+    def _settle(self, run, ti, task: Task, exit_code: int | None, reason: str | None, now: float,
+                report: StepReport) -> str:
+        """Move a task instance on after a try ended; returns the hook to run."""
+        pipe = run["pipeline"]
+        if reason is None:
+            self.store.set_ti_state(ti["id"], SUCCESS, now=now, exit_code=exit_code)
+            self.store.add_event("task_success", now=now, pipeline=pipe, run=run["id"], task=ti["task"])
+            self.on_task_success(run, ti, task, now)
+            return "on_success"
+        tries_in_budget = ti["try_number"] - ti["budget_base"]
+        if task.retry.may_retry(tries_in_budget, exit_code):
+            at = now + task.retry.delay(tries_in_budget)
+            self.store.set_ti_state(ti["id"], UP_FOR_RETRY, reason=reason, exit_code=exit_code, next_try_at=at)
+            self.store.add_event("task_retry", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
+                                 message=f"{reason} (exit {exit_code}); retry at {iso(datetime.fromtimestamp(at, UTC))}")
+            report.retried.append(f"{pipe} {run['ds']} {ti['task']}")
+            return "on_retry"
+        self.store.set_ti_state(ti["id"], FAILED, now=now, reason=reason, exit_code=exit_code)
+        self.store.add_event("task_failed", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
+                             message=f"{reason} (exit {exit_code})")
+        return "on_failure"
+
+    def on_task_success(self, run, ti, task: Task, now: float) -> None:
+        """Extension point: assets record their events here, inside the transition's transaction."""
+
+    # -- advancing runs ----------------------------------------------------
+    def advance(self, run_pks: set[int] | None, report: StepReport) -> list[tuple]:
+        """Settle what trigger rules decide and finish complete runs; returns launch candidates."""
+        runs = [r for r in self.store.active_runs() if r["state"] == RUNNING and (run_pks is None or r["id"] in run_pks)]
+        candidates: list[tuple] = []
+        now = self.clock.now()
+        for run in runs:
+            pipeline = self.spec_of(run)
+            tis = self.store.task_instances(run["id"])
+            by_base: dict[str, list] = {}
+            for ti in tis:
+                by_base.setdefault(ti["base"], []).append(ti)
+            states = {ti["id"]: ti["state"] for ti in tis}
+            settled: list[tuple[int, str, str]] = []
+            # file order is a topological order for settling purposes: repeat until nothing moves
+            moved = True
+            while moved:
+                moved = False
+                for ti in tis:
+                    if states[ti["id"]] != PENDING:
+                        continue
+                    task = pipeline.tasks[ti["base"]]
+                    upstream = [states[u["id"]] for name in task.needs for u in by_base.get(name, ())]
+                    outcome = trigger_outcome(task.trigger_rule, upstream)
+                    if outcome in (UPSTREAM_FAILED, SKIPPED):
+                        states[ti["id"]] = outcome
+                        settled.append((ti["id"], ti["task"], outcome))
+                        moved = True
+            ready = []
+            for ti in tis:
+                st = states[ti["id"]]
+                task = pipeline.tasks[ti["base"]]
+                if st == PENDING:
+                    upstream = [states[u["id"]] for name in task.needs for u in by_base.get(name, ())]
+                    if trigger_outcome(task.trigger_rule, upstream) == "ready":
+                        ready.append(ti)
+                elif st == UP_FOR_RETRY and (ti["next_try_at"] or 0) <= now:
+                    ready.append(ti)
+            finished = all(s in TI_FINISHED for s in states.values())
+            if settled or finished:
+                with self.store.tx():
+                    for ti_pk, name, state in settled:
+                        self.store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule")
+                        self.store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"], task=name)
+                    if finished:
+                        state = FAILED if any(s in (FAILED, UPSTREAM_FAILED) for s in states.values()) else SUCCESS
+                        cur = self.store.run(run["id"])
+                        if cur["state"] == RUNNING:
+                            self.store.set_run_state(run["id"], state, now)
+                            self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
+                            report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+                continue_ready = not finished
+            else:
+                continue_ready = True
+            if continue_ready:
+                for ti in ready:
+                    candidates.append((run, pipeline, ti))
+        return candidates
+
+    # -- launching -------------------------------------------------------
+    def dispatch(self, candidates: list[tuple], report: StepReport) -> None:
+        if self.stop_launching or not candidates:
+            return
+        candidates.sort(key=lambda c: (-c[0]["priority"], -c[1].tasks[c[2]["base"]].priority, c[0]["logical_date"], c[2]["id"]))
+        now = self.clock.now()
+        launches = []
+        with self.store.tx():
+            free = self.config.max_parallel - self.store.running_counts()
+            pools = self.store.running_by_pool()
+            for run, pipeline, ti in candidates:
+                if free <= 0:
+                    break
+                task = pipeline.tasks[ti["base"]]
+                if task.pool is not None:
+                    limit = self.config.pools.get(task.pool, self.config.max_parallel)
+                    if pools.get(task.pool, 0) >= limit:
+                        continue
+                if task.run is None:
+                    continue  # sensors are poked, not launched
+                try_number = self.store.claim_task_instance(ti["id"], now)
+                if try_number is None:
+                    continue
+                launch = self._prepare(run, pipeline, task, ti, try_number)
+                try_pk = self.store.insert_try(ti["id"], try_number, launcher_pid=self.me[0], launcher_start=self.me[1],
+                                               boot_id=self.boot, status_path=launch.status_path,
+                                               log_path=launch.log_path, timeout=task.timeout, pool=task.pool, now=now)
+                self.store.add_event("try_started", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+                                     message=f"try {try_number}")
+                launches.append((try_pk, launch, f"{run['pipeline']} {run['ds']} {ti['task']} try {try_number}"))
+                free -= 1
+                if task.pool is not None:
+                    pools[task.pool] = pools.get(task.pool, 0) + 1
+        started = []
+        for try_pk, launch, label in launches:
+            try:
+                proc = executor.start(launch)
+            except OSError as e:
+                # cannot even start: record a failed try with the reason instead of a stuck instance
+                with open(launch.status_path, "w") as f:
+                    f.write("127\n")
+                self.log(f"could not start {label}: {e}")
+                continue
+            self.children[proc.pid] = proc
+            started.append((try_pk, proc.pid))
+            report.launched.append(label)
+        if started:
+            with self.store.tx():
+                for try_pk, pid in started:
+                    self.store.mark_try_started(try_pk, pid, executor.process_start(pid))
+
+    def template_values(self, run, pipeline: Pipeline, ti, try_number: int) -> dict:
+        ld = run["logical_date"]
+        return {
+            "ds": run["ds"], "ds_nodash": run["ds"].replace("-", ""), "logical_date": ld,
+            "data_interval_start": run["data_interval_start"], "data_interval_end": run["data_interval_end"],
+            "run_id": run["run_id"], "pipeline": run["pipeline"], "task": ti["task"], "try_number": str(try_number),
+            "params": loads(run["params"]) or {}, "item": ti["item"] if ti["item"] is not None else "",
+        }
+
+    def task_environment(self, pipeline: Pipeline, task: Task, values: dict) -> dict[str, str]:
+        from .templates import task_env
+
+        env = dict(os.environ)
+        env.pop("PIPECTL_NOW", None)  # the task's own clock is the real one
+        env.update({k: str(v) for k, v in pipeline.env.items()})
+        env.update({k: str(v) for k, v in task.env.items()})
+        env.update(task_env(values))
+        return env
+
+    def _prepare(self, run, pipeline: Pipeline, task: Task, ti, try_number: int) -> executor.Launch:
+        from .templates import render
+
+        values = self.template_values(run, pipeline, ti, try_number)
+        if isinstance(task.run, str):
+            argv = ["/bin/sh", "-c", render(task.run, values, shell=True)]
+        else:
+            argv = [render(a, values, shell=False) for a in task.run]
+        cwd = os.path.join(self.config.root, task.cwd) if task.cwd else self.config.root
+        return executor.Launch(
+            argv=argv, cwd=cwd, env=self.task_environment(pipeline, task, values),
+            log_path=log_path(self.config, run, ti["task"], try_number),
+            status_path=os.path.join(self.config.state_dir, "status", f"{ti['id']}.{try_number}"),
+            timeout=task.timeout, lock_path=supervisor_lock(self.config), project=self.config.root,
+            clock_offset=self.clock.offset,
+        )
+
+    def _hook(self, which: str, run, pipeline: Pipeline, ti, t, exit_code: int | None) -> None:
+        task = pipeline.tasks[ti["base"]]
+        command = getattr(task, which) or getattr(pipeline, which)
+        if not command:
+            return
+        from .templates import render
+
+        values = self.template_values(run, pipeline, ti, t["try_number"])
+        env = self.task_environment(pipeline, task, values)
+        state = {"on_success": SUCCESS, "on_retry": UP_FOR_RETRY, "on_failure": FAILED}.get(which, which)
+        env.update(PIPECTL_STATE=state, PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),
+                   PIPECTL_LOG=t["log_path"] or "")
+        hook_log = os.path.join(os.path.dirname(t["log_path"]), "hooks.log")
+        proc = executor.run_hook(render(command, values, shell=True), cwd=self.config.root, env=env,
+                                 log_path=hook_log, label=which)
+        if proc is not None:
+            self.children[proc.pid] = proc
+
+    # -- the cycle -------------------------------------------------------
+    def step(self, report: StepReport | None = None) -> StepReport:
+        report = report or StepReport()
+        self.reap(report)
+        self.promote()
+        self.dispatch(self.advance(None, report), report)
+        return report
+
+    def collect_children(self) -> None:
+        for pid, proc in list(self.children.items()):
+            if proc.poll() is not None:  # type: ignore[attr-defined]
+                del self.children[pid]
+
+    def next_wakeup(self) -> float | None:
+        """Epoch of the earliest retry that is waiting on time."""
+        times = [ti["next_try_at"] for r in self.store.active_runs()
+                 for ti in self.store.task_instances(r["id"]) if ti["state"] == UP_FOR_RETRY and ti["next_try_at"]]
+        return min(times) if times else None
+
+    def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2) -> StepReport:
+        """Step until every run in ``run_pks`` (all active runs if None) has finished.
+
+        Holds the supervisor lock (shared) so wrappers leave reaping to us, and
+        sleeps on the wrappers' pidfds so a downstream task starts within
+        milliseconds of its upstream's end.
+        """
+        import fcntl
+        import select
+
+        lock_fd = os.open(supervisor_lock(self.config), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        try:
+            while True:
+                self.step(report)
+                self.collect_children()
+                if self._done(run_pks):
+                    break
+                fds = {}
+                for pid in list(self.children):
+                    try:
+                        fds[os.pidfd_open(pid)] = pid
+                    except OSError:
+                        pass
+                wake = self.next_wakeup()
+                timeout = poll if wake is None else max(0.0, min(poll, wake - self.clock.now()))
+                try:
+                    select.select(list(fds), [], [], timeout)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+            # a wrapper that finished while we held the lock left its status for us
+            self.step(report)
+        for proc in list(self.children.values()):
+            proc.wait()  # type: ignore[attr-defined]  # hooks: their output is part of the run
+        self.children.clear()
+        return report
+
+    def _done(self, run_pks: set[int] | None) -> bool:
+        if self.stop_launching:
+            return self.store.running_counts() == 0 or not any(
+                t["run"] in (run_pks or {t["run"]}) for t in self.store.active_tries())
+        if run_pks is None:
+            return not self.store.active_runs()
+        return all(self.store.run(pk)["state"] in ("success", "failed") for pk in run_pks)
+
+
+def supervisor_lock(config: ProjectConfig) -> str:
+    return os.path.join(config.state_dir, "supervisor.lock")
+
+
+def log_path(config: ProjectConfig, run, task: str, try_number: int) -> str:
+    safe = run["run_id"].replace(":", "").replace("+", "_")
+    return os.path.join(config.state_dir, "logs", run["pipeline"], safe, f"{task}.{try_number}.log")

@@ -1,0 +1,464 @@
+"""All of pipectl's state, in one SQLite file. The only module that writes SQL.
+
+Every state transition happens inside one transaction (``with store.tx():``),
+taken with BEGIN IMMEDIATE so that ticks, ``--wait`` supervisors and task
+reapers serialize their claims instead of racing: a task instance is claimed by
+a conditional UPDATE, and only the writer whose UPDATE changed a row may start
+the try.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from .errors import StateError
+
+APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
+ACTIVE_TI = ("pending", "running", "up_for_retry")
+
+# Each entry migrates from user_version i to i+1. Never edit a shipped entry; append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE pipelines(
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        cursor TEXT,            -- end of the last scheduled data interval (ISO, UTC)
+        anchor TEXT,            -- first time a tick saw it: anchors `every:` without start_date
+        next_due REAL,          -- epoch of the next schedule fire; lets a no-op tick stop early
+        valid INTEGER NOT NULL DEFAULT 1,
+        error TEXT,
+        spec TEXT,              -- last valid spec (JSON), the no-op tick's cache
+        path TEXT
+    );
+    CREATE TABLE runs(
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL UNIQUE,
+        pipeline TEXT NOT NULL,
+        logical_date TEXT NOT NULL,
+        ds TEXT NOT NULL,
+        data_interval_start TEXT,
+        data_interval_end TEXT,
+        run_type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        spec TEXT NOT NULL,     -- the pipeline as it was when the run was created
+        priority INTEGER NOT NULL DEFAULT 1,   -- backfill 0: scheduled work starts first
+        batch TEXT,             -- backfill id: its runs share their own max_active
+        max_active INTEGER,
+        created REAL NOT NULL,
+        start REAL,
+        end REAL,
+        UNIQUE(pipeline, logical_date)
+    );
+    CREATE INDEX runs_active ON runs(state) WHERE state IN ('queued', 'running');
+    CREATE INDEX runs_by_pipeline ON runs(pipeline, logical_date);
+    CREATE TABLE task_instances(
+        id INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task TEXT NOT NULL,     -- 'name', or 'name[i]' for a mapped instance
+        base TEXT NOT NULL,     -- 'name'
+        map_index INTEGER,
+        item TEXT,
+        state TEXT NOT NULL,
+        try_number INTEGER NOT NULL DEFAULT 0,
+        budget_base INTEGER NOT NULL DEFAULT 0,  -- try_number when its retry budget was last renewed
+        next_try_at REAL,
+        exit_code INTEGER,
+        reason TEXT,
+        start REAL,
+        end REAL,
+        sensor_started REAL,
+        sensor_next REAL,
+        UNIQUE(run, task)
+    );
+    CREATE INDEX ti_active ON task_instances(state) WHERE state IN ('pending', 'running', 'up_for_retry');
+    CREATE INDEX ti_by_run ON task_instances(run);
+    CREATE TABLE tries(
+        id INTEGER PRIMARY KEY,
+        ti INTEGER NOT NULL REFERENCES task_instances(id) ON DELETE CASCADE,
+        try_number INTEGER NOT NULL,
+        state TEXT NOT NULL,    -- starting | running | success | failed | lost
+        launcher_pid INTEGER,
+        launcher_start TEXT,
+        pid INTEGER,
+        pid_start TEXT,
+        boot_id TEXT,
+        status_path TEXT,
+        log_path TEXT,
+        timeout REAL,
+        pool TEXT,
+        start REAL,
+        end REAL,
+        exit_code INTEGER,
+        reason TEXT,
+        UNIQUE(ti, try_number)
+    );
+    CREATE INDEX tries_active ON tries(state) WHERE state IN ('starting', 'running');
+    CREATE INDEX tries_by_ti ON tries(ti);
+    CREATE TABLE events(
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        pipeline TEXT,
+        run INTEGER,
+        task TEXT,
+        kind TEXT NOT NULL,
+        message TEXT
+    );
+    CREATE INDEX events_by_run ON events(run);
+    CREATE INDEX events_by_pipeline ON events(pipeline, ts);
+    """,
+]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+class Store:
+    """One connection to the state file. Not thread-safe; one per process."""
+
+    def __init__(self, path: str, create: bool = True):
+        self.path = path
+        # an empty file is what a crash between create and schema leaves: treat it as new
+        exists = os.path.exists(path) and os.path.getsize(path) > 0
+        if not exists and not create:
+            raise StateError(f"no state file at {path}; run `pipectl tick` first")
+        if not os.path.exists(path):
+            d = os.path.dirname(path)
+            os.makedirs(d, mode=0o700, exist_ok=True)
+            # 0600 from the first byte: the file holds the environment of every run
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        else:
+            _check_header(path)
+        try:
+            self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(fresh=not exists)
+            # NORMAL in WAL mode survives any process crash (kill -9); only power loss can
+            # drop the last commits, and never corrupts the file.
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as e:
+            raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
+        self._depth = 0
+
+    # -- schema ----------------------------------------------------------
+    def _migrate(self, fresh: bool) -> None:
+        c = self.conn
+        app_id = c.execute("PRAGMA application_id").fetchone()[0]
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if not fresh and app_id != APP_ID:
+            raise StateError(f"{self.path} is not a pipectl state file (foreign SQLite database); it was left untouched")
+        if version > len(MIGRATIONS):
+            raise StateError(f"{self.path} was written by a newer pipectl (schema {version} > {len(MIGRATIONS)})")
+        if version == len(MIGRATIONS):
+            return
+        if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            c.execute("PRAGMA journal_mode = WAL")
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            for i in range(version, len(MIGRATIONS)):
+                for stmt in _statements(MIGRATIONS[i]):
+                    c.execute(stmt)
+                c.execute(f"PRAGMA user_version = {i + 1}")
+            c.execute(f"PRAGMA application_id = {APP_ID}")
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def tx(self) -> Iterator["Store"]:
+        """A write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _q(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, tuple(args)).fetchall()
+
+    def _one(self, sql: str, args: Iterable = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, tuple(args)).fetchone()
+
+    def _x(self, sql: str, args: Iterable = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, tuple(args))
+
+    def integrity_check(self) -> str:
+        return self._one("PRAGMA integrity_check")[0]
+
+    # -- meta ------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._x("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+
+    # -- pipelines -------------------------------------------------------
+    def pipeline_rows(self) -> dict[str, sqlite3.Row]:
+        return {r["name"]: r for r in self._q("SELECT * FROM pipelines")}
+
+    def pipeline_row(self, name: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM pipelines WHERE name = ?", (name,))
+
+    def upsert_pipeline(self, name: str, *, spec: dict | None, path: str, valid: bool, error: str | None, anchor: str) -> None:
+        self._x(
+            """INSERT INTO pipelines(name, spec, path, valid, error, anchor) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(name) DO UPDATE SET spec = coalesce(excluded.spec, pipelines.spec), path = excluded.path,
+               valid = excluded.valid, error = excluded.error""",
+            (name, _dumps(spec) if spec is not None else None, path, int(valid), error, anchor),
+        )
+
+    def set_cursor(self, name: str, cursor: str | None, next_due: float | None) -> None:
+        self._x("UPDATE pipelines SET cursor = ?, next_due = ? WHERE name = ?", (cursor, next_due, name))
+
+    def set_next_due(self, name: str, next_due: float | None) -> None:
+        self._x("UPDATE pipelines SET next_due = ? WHERE name = ?", (next_due, name))
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        self._x("UPDATE pipelines SET paused = ? WHERE name = ?", (int(paused), name))
+
+    def forget_missing_pipelines(self, present: Iterable[str]) -> None:
+        """A pipeline whose file is gone keeps its history but is no longer scheduled."""
+        names = list(present)
+        marks = ",".join("?" * len(names)) or "''"
+        self._x(f"UPDATE pipelines SET valid = 0, error = 'spec file removed', next_due = NULL WHERE name NOT IN ({marks})", names)
+
+    # -- runs ------------------------------------------------------------
+    def insert_run(self, *, run_id: str, pipeline: str, logical_date: str, ds: str, interval: tuple[str | None, str | None],
+                   run_type: str, params: dict, spec: dict, now: float, priority: int = 1,
+                   batch: str | None = None, max_active: int | None = None) -> int | None:
+        """Returns the new run's row id, or None when (pipeline, logical_date) already has a run."""
+        cur = self._x(
+            """INSERT OR IGNORE INTO runs(run_id, pipeline, logical_date, ds, data_interval_start, data_interval_end,
+                   run_type, state, params, spec, priority, batch, max_active, created)
+               VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)""",
+            (run_id, pipeline, logical_date, ds, interval[0], interval[1], run_type, _dumps(params), _dumps(spec),
+             priority, batch, max_active, now),
+        )
+        return cur.lastrowid if cur.rowcount else None
+
+    def run(self, run_pk: int) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM runs WHERE id = ?", (run_pk,))
+
+    def run_by_date(self, pipeline: str, logical_date: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM runs WHERE pipeline = ? AND logical_date = ?", (pipeline, logical_date))
+
+    def runs_by_ds(self, pipeline: str, ds: str) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM runs WHERE pipeline = ? AND ds = ? ORDER BY logical_date", (pipeline, ds))
+
+    def runs_for(self, pipeline: str, limit: int | None = None, ds_from: str | None = None, ds_to: str | None = None) -> list[sqlite3.Row]:
+        """Newest first."""
+        sql = "SELECT * FROM runs WHERE pipeline = ?"
+        args: list = [pipeline]
+        if ds_from:
+            sql += " AND ds >= ?"
+            args.append(ds_from)
+        if ds_to:
+            sql += " AND ds <= ?"
+            args.append(ds_to)
+        sql += " ORDER BY logical_date DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return self._q(sql, args)
+
+    def active_runs(self) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY priority DESC, logical_date, id")
+
+    def count_active(self) -> tuple[int, int]:
+        """(active runs, active tries): zero and zero means a tick has nothing to look after."""
+        runs = self._one("SELECT count(*) FROM runs WHERE state IN ('queued', 'running')")[0]
+        tries = self._one("SELECT count(*) FROM tries WHERE state IN ('starting', 'running')")[0]
+        return runs, tries
+
+    def set_run_state(self, run_pk: int, state: str, now: float) -> None:
+        if state == "running":
+            self._x("UPDATE runs SET state = 'running', start = coalesce(start, ?), end = NULL WHERE id = ?", (now, run_pk))
+        elif state in ("success", "failed"):
+            self._x("UPDATE runs SET state = ?, end = ? WHERE id = ?", (state, now, run_pk))
+        else:
+            self._x("UPDATE runs SET state = ?, end = NULL WHERE id = ?", (state, run_pk))
+
+    def last_run(self, pipeline: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM runs WHERE pipeline = ? ORDER BY logical_date DESC LIMIT 1", (pipeline,))
+
+    def delete_runs(self, run_pks: list[int]) -> None:
+        for pk in run_pks:
+            self._x("DELETE FROM runs WHERE id = ?", (pk,))
+
+    def runs_older_than(self, cutoff: float) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM runs WHERE state IN ('success', 'failed') AND coalesce(end, created) < ?", (cutoff,))
+
+    # -- task instances --------------------------------------------------
+    def insert_task_instances(self, run_pk: int, rows: Iterable[tuple[str, str, int | None, str | None, str]]) -> None:
+        """rows: (task, base, map_index, item, state)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO task_instances(run, task, base, map_index, item, state) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_pk, *r) for r in rows],
+        )
+
+    def task_instances(self, run_pk: int) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM task_instances WHERE run = ? ORDER BY id", (run_pk,))
+
+    def task_instance(self, ti_pk: int) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM task_instances WHERE id = ?", (ti_pk,))
+
+    def task_instances_for_runs(self, run_pks: list[int]) -> list[sqlite3.Row]:
+        if not run_pks:
+            return []
+        marks = ",".join("?" * len(run_pks))
+        return self._q(f"SELECT * FROM task_instances WHERE run IN ({marks}) ORDER BY run, id", run_pks)
+
+    def claim_task_instance(self, ti_pk: int, now: float) -> int | None:
+        """pending/up_for_retry -> running; returns the new try number, or None if someone else won."""
+        cur = self._x(
+            """UPDATE task_instances SET state = 'running', try_number = try_number + 1, start = coalesce(start, ?),
+               end = NULL, next_try_at = NULL, exit_code = NULL, reason = NULL
+               WHERE id = ? AND state IN ('pending', 'up_for_retry')""",
+            (now, ti_pk),
+        )
+        if not cur.rowcount:
+            return None
+        return self._one("SELECT try_number FROM task_instances WHERE id = ?", (ti_pk,))[0]
+
+    def set_ti_state(self, ti_pk: int, state: str, *, now: float | None = None, reason: str | None = None,
+                     exit_code: int | None = None, next_try_at: float | None = None) -> None:
+        ended = state in ("success", "failed", "upstream_failed", "skipped")
+        self._x(
+            """UPDATE task_instances SET state = ?, reason = ?, exit_code = ?, next_try_at = ?,
+               end = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?""",
+            (state, reason, exit_code, next_try_at, int(ended), now, ti_pk),
+        )
+
+    def reset_task_instance(self, ti_pk: int) -> None:
+        """Back to pending with a fresh retry budget; try numbers keep counting so old logs survive."""
+        self._x(
+            """UPDATE task_instances SET state = 'pending', budget_base = try_number, next_try_at = NULL,
+               exit_code = NULL, reason = NULL, end = NULL, sensor_started = NULL, sensor_next = NULL WHERE id = ?""",
+            (ti_pk,),
+        )
+
+    def set_sensor_times(self, ti_pk: int, started: float | None, next_check: float | None) -> None:
+        self._x("UPDATE task_instances SET sensor_started = ?, sensor_next = ? WHERE id = ?", (started, next_check, ti_pk))
+
+    def delete_task_instances(self, ti_pks: list[int]) -> None:
+        for pk in ti_pks:
+            self._x("DELETE FROM task_instances WHERE id = ?", (pk,))
+
+    def running_counts(self) -> int:
+        return self._one("SELECT count(*) FROM tries WHERE state IN ('starting', 'running')")[0]
+
+    # -- tries -----------------------------------------------------------
+    def insert_try(self, ti_pk: int, try_number: int, *, launcher_pid: int, launcher_start: str | None, boot_id: str,
+                   status_path: str, log_path: str, timeout: float | None, pool: str | None, now: float) -> int:
+        cur = self._x(
+            """INSERT INTO tries(ti, try_number, state, launcher_pid, launcher_start, boot_id, status_path, log_path,
+                   timeout, pool, start) VALUES (?, ?, 'starting', ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (ti_pk, try_number, launcher_pid, launcher_start, boot_id, status_path, log_path, timeout, pool, now),
+        )
+        return cur.lastrowid
+
+    def mark_try_started(self, try_pk: int, pid: int, pid_start: str | None) -> bool:
+        cur = self._x("UPDATE tries SET state = 'running', pid = ?, pid_start = ? WHERE id = ? AND state = 'starting'",
+                      (pid, pid_start, try_pk))
+        return bool(cur.rowcount)
+
+    def finish_try(self, try_pk: int, state: str, *, now: float, exit_code: int | None, reason: str | None) -> bool:
+        """Only the first writer to end a try wins, so a result is recorded exactly once."""
+        cur = self._x(
+            "UPDATE tries SET state = ?, end = ?, exit_code = ?, reason = ? WHERE id = ? AND state IN ('starting', 'running')",
+            (state, now, exit_code, reason, try_pk),
+        )
+        return bool(cur.rowcount)
+
+    def active_tries(self) -> list[sqlite3.Row]:
+        return self._q(
+            """SELECT tries.*, task_instances.run AS run, task_instances.task AS task, task_instances.base AS base
+               FROM tries JOIN task_instances ON task_instances.id = tries.ti
+               WHERE tries.state IN ('starting', 'running') ORDER BY tries.id"""
+        )
+
+    def try_(self, try_pk: int) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM tries WHERE id = ?", (try_pk,))
+
+    def tries_for(self, ti_pk: int) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM tries WHERE ti = ? ORDER BY try_number", (ti_pk,))
+
+    def tries_for_run(self, run_pk: int) -> list[sqlite3.Row]:
+        return self._q(
+            """SELECT tries.*, task_instances.task AS task FROM tries JOIN task_instances ON task_instances.id = tries.ti
+               WHERE task_instances.run = ? ORDER BY tries.ti, tries.try_number""",
+            (run_pk,),
+        )
+
+    def running_by_pool(self) -> dict[str, int]:
+        rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
+        return {r[0]: r[1] for r in rows}
+
+    # -- events ----------------------------------------------------------
+    def add_event(self, kind: str, *, now: float, pipeline: str | None = None, run: int | None = None,
+                  task: str | None = None, message: str = "") -> None:
+        self._x("INSERT INTO events(ts, pipeline, run, task, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
+                (now, pipeline, run, task, kind, message))
+
+    def events_for_run(self, run_pk: int) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM events WHERE run = ? ORDER BY id", (run_pk,))
+
+    def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?", (pipeline, limit))
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; sqlite3 knows where one ends, even past a ';' in a comment."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file that is not SQLite before sqlite3 gets a chance to touch it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise StateError(f"cannot read state file {path}: {e.strerror}") from None
+    if head and head != b"SQLite format 3\x00":
+        raise StateError(f"{path} is not a pipectl state file (not SQLite); it was left untouched")
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def now_epoch() -> float:
+    return time.time()

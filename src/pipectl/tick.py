@@ -1,0 +1,204 @@
+"""One scheduler pass, as cron runs it every minute.
+
+The pass holds the tick lock, refreshes the pipelines, creates the runs whose
+data interval has closed, and then steps the engine. A tick with nothing due
+and nothing in flight must be cheap: it reads the cached specs' fingerprint and
+the earliest ``next_due`` from the state file and stops before importing yaml
+or croniter.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, time as dtime, timezone
+from pathlib import Path
+
+from .model import CronSchedule, EverySchedule, Pipeline, ProjectConfig
+from .scheduler import Clock, Engine, StepReport, iso
+from .store import Store, loads
+
+UTC = timezone.utc
+NEVER = 1e18  # next_due of a schedule that has ended: the no-op tick skips it
+
+
+@dataclass
+class TickResult:
+    busy: bool = False
+    report: StepReport = field(default_factory=StepReport)
+    invalid: dict[str, list[str]] = field(default_factory=dict)
+    fast: bool = False
+
+
+def open_store(config: ProjectConfig, create: bool = True) -> Store:
+    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    return Store(config.state_db, create=create)
+
+
+def spec_fingerprint(config: ProjectConfig) -> str:
+    """Changes whenever a spec file or pipectl.toml is added, removed or edited."""
+    h = hashlib.sha1()
+    root = Path(config.root)
+    paths = {root / "pipectl.toml"}
+    for pattern in config.pipelines:
+        paths.update(root.glob(pattern))
+    for p in sorted(paths):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        h.update(f"{p}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+    return h.hexdigest()
+
+
+def instant(value: str | None, tz: str, end_of_day: bool = False) -> datetime | None:
+    """A spec's start_date/end_date: a date means local midnight (end_date: the whole day)."""
+    if value is None:
+        return None
+    from zoneinfo import ZoneInfo
+
+    if len(value) == 10:
+        d = datetime.fromisoformat(value)
+        t = dtime(23, 59, 59) if end_of_day else dtime(0, 0)
+        return datetime.combine(d.date(), t, ZoneInfo(tz)).astimezone(UTC)
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(tz))
+    return dt.astimezone(UTC)
+
+
+def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[dict[str, Pipeline], dict[str, list[str]]]:
+    """The valid pipelines, from the cache when no spec changed; invalid ones with their errors."""
+    fp = spec_fingerprint(config)
+    rows = store.pipeline_rows()
+    if store.get_meta("spec_fingerprint") == fp:
+        pipelines = {n: Pipeline.from_dict(loads(r["spec"])) for n, r in rows.items() if r["valid"] and r["spec"]}
+        # ${VAR} values come from this tick's environment: those specs are re-read every time
+        if not any(p.secret_env for p in pipelines.values()):
+            invalid = {n: (r["error"] or "").split("\n") for n, r in rows.items() if not r["valid"]}
+            return pipelines, invalid
+    from .spec import load_pipelines
+
+    result = load_pipelines(config)
+    anchor = iso(datetime.fromtimestamp(now, UTC))
+    invalid = {name: [str(e) for e in errs] for name, errs in result.invalid.items()}
+    with store.tx():
+        for name, p in result.pipelines.items():
+            store.upsert_pipeline(name, spec=p.to_dict(), path=p.path, valid=True, error=None, anchor=anchor)
+            old = rows.get(name)
+            if old is None or old["spec"] != store.pipeline_row(name)["spec"]:
+                store.set_next_due(name, now)  # a changed schedule is re-evaluated on this tick
+        for name, errs in invalid.items():
+            if name in rows or not name.endswith((".yaml", ".yml")):
+                store.upsert_pipeline(name, spec=None, path=name, valid=False, error="\n".join(errs), anchor=anchor)
+        store.forget_missing_pipelines([*result.pipelines, *invalid])
+        store.set_meta("spec_fingerprint", fp)
+    return dict(result.pipelines), invalid
+
+
+def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) -> list[int]:
+    """Create the scheduled runs whose data interval has closed; returns their row ids."""
+    from .schedules import due_intervals, timetable
+
+    start = instant(pipeline.start_date, pipeline.timezone)
+    end = instant(pipeline.end_date, pipeline.timezone, end_of_day=True)
+    cursor = datetime.fromisoformat(row["cursor"]) if row["cursor"] else None
+    anchor = start or datetime.fromisoformat(row["anchor"])
+    created: list[int] = []
+    new_cursor = cursor
+    next_due: float | None = None
+    for sched in pipeline.time_schedules:
+        tt = timetable(sched, pipeline.timezone, anchor)
+        for lo, hi in due_intervals(tt, cursor, start, end, now, pipeline.catchup):
+            pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
+            if pk is not None:
+                created.append(pk)
+            new_cursor = hi if new_cursor is None or hi > new_cursor else new_cursor
+        nxt = tt.next_after(now)
+        last = tt.latest_at_or_before(now)
+        if nxt is not None and (end is None or last is None or last <= end):
+            next_due = nxt.timestamp() if next_due is None else min(next_due, nxt.timestamp())
+    if next_due is None:
+        next_due = NEVER
+    with engine.store.tx():
+        engine.store.set_cursor(pipeline.name, iso(new_cursor) if new_cursor else None, next_due)
+    return created
+
+
+def is_time_scheduled(p: Pipeline) -> bool:
+    return any(isinstance(s, (CronSchedule, EverySchedule)) for s in p.schedules)
+
+
+def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -> TickResult:
+    """One pass. Returns at once (busy) when another tick holds the lock."""
+    from filelock import FileLock, Timeout
+
+    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    lock = FileLock(os.path.join(config.state_dir, "tick.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return TickResult(busy=True)
+    try:
+        store = open_store(config)
+        result = TickResult()
+        now = clock.now()
+        try:
+            if _nothing_to_do(config, store, now):
+                result.fast = True
+                with store.tx():
+                    store.set_meta("last_tick", repr(now))
+                return result
+            engine = Engine(config, store, clock, log=log)
+            pipelines, result.invalid = refresh_pipelines(config, store, now)
+            rows = store.pipeline_rows()
+            touched: set[int] = set()
+            now_dt = clock.dt()
+            for name, p in pipelines.items():
+                row = rows[name]
+                if row["paused"] or not is_time_scheduled(p):
+                    continue
+                if row["next_due"] is not None and row["next_due"] > now:
+                    continue
+                for pk in schedule_pipeline(engine, p, row, now_dt):
+                    touched.add(pk)
+                    result.report.created.append(f"{name} {store.run(pk)['logical_date']}")
+            for hook in EXTRA_SOURCES:
+                touched |= set(hook(engine, pipelines, rows, now_dt, result.report))
+            with store.tx():
+                store.set_meta("last_tick", repr(now))
+            engine.step(result.report)
+            if wait:
+                active = {r["id"] for r in store.active_runs()}
+                engine.drive(active | touched, result.report)
+            return result
+        finally:
+            store.close()
+    finally:
+        lock.release()
+
+
+# Functions (engine, pipelines, rows, now, report) -> run ids, called on every full tick:
+# asset and file triggers plug in here.
+EXTRA_SOURCES: list = []
+
+
+def _nothing_to_do(config: ProjectConfig, store: Store, now: float) -> bool:
+    if store.get_meta("spec_fingerprint") != spec_fingerprint(config):
+        return False
+    if store.count_active() != (0, 0):
+        return False
+    rows = store.pipeline_rows()
+    for r in rows.values():
+        if not r["valid"] or r["paused"]:
+            continue
+        if r["next_due"] is None:
+            spec = loads(r["spec"]) or {}
+            if any(s.get("kind") in ("cron", "every") for s in spec.get("schedules", ())):
+                return False
+            if spec.get("schedules") or spec.get("secret_env"):
+                return False  # event-driven or env-dependent pipelines are looked at every tick
+            continue
+        if r["next_due"] <= now:
+            return False
+    return True

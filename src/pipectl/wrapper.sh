@@ -1,0 +1,17 @@
+#!/bin/sh
+# Runs one try of a task and records its exit status where any pipectl process can
+# find it, so the status survives the tick that started it.
+# usage: wrapper.sh STATUS TIMEOUT GRACE LOCK PYTHON PROJECT OFFSET -- ARGV...
+status=$1 limit=$2 grace=$3 lock=$4 python=$5 project=$6 offset=$7
+shift 8
+# coreutils timeout puts the task in a process group of its own and, on expiry,
+# sends TERM to the whole group, then KILL after the grace period: no grandchild
+# survives. 0 means no limit.
+timeout -k "$grace" "$limit" "$@"
+rc=$?
+printf '%s\n' "$rc" > "$status.tmp" && mv -f "$status.tmp" "$status"
+# A --wait supervisor holds a shared lock and will pick the status up within
+# milliseconds; with none alive, reap now so downstream tasks start at once.
+if [ -n "$python" ] && flock -n -x "$lock" true 2>/dev/null; then
+    exec "$python" -m pipectl.reap "$project" "$offset" >/dev/null 2>&1
+fi
