@@ -423,6 +423,9 @@ def cron(
 # open_state, find_run, task_states, parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
 
 
+# Command modules register themselves on `app`; one line each, keep them import-light.
+from .commands import core as _core  # noqa: E402,F401
+
 # --------------------------------------------------------------------------- entry point
 
 _GLOBAL_FLAGS = {"--json", "--no-color"}
