@@ -1,0 +1,129 @@
+"""Plain data for the reading commands (runs, status, show, explain, next), built
+from the store: the JSON output is exactly these dicts, and the rich tables are
+drawn from them, so both always agree."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from .model import PENDING, RUNNING, UP_FOR_RETRY, Pipeline, ProjectConfig
+from .store import Store, loads
+
+UTC = timezone.utc
+
+
+def ts(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def run_object(store: Store, run, tis=None) -> dict:
+    """A run as SPEC §7 prints it; ``tasks`` maps task instance id to its outcome."""
+    tis = store.task_instances(run["id"]) if tis is None else tis
+    return {
+        "run_id": run["run_id"],
+        "pipeline": run["pipeline"],
+        "logical_date": run["logical_date"],
+        "ds": run["ds"],
+        "data_interval_start": run["data_interval_start"],
+        "data_interval_end": run["data_interval_end"],
+        "run_type": run["run_type"],
+        "state": run["state"],
+        "params": loads(run["params"]) or {},
+        "start": ts(run["start"]),
+        "end": ts(run["end"]),
+        "duration": (run["end"] - run["start"]) if run["end"] and run["start"] else None,
+        "tasks": {ti["task"]: {"state": ti["state"], "tries": ti["try_number"], "exit_code": ti["exit_code"],
+                               "reason": ti["reason"]} for ti in tis},
+    }
+
+
+def run_detail(store: Store, run) -> dict:
+    """``show``: the run object plus every try and the run's events."""
+    obj = run_object(store, run)
+    tries_by_ti: dict[int, list] = {}
+    for t in store.tries_for_run(run["id"]):
+        tries_by_ti.setdefault(t["ti"], []).append({
+            "try": t["try_number"], "state": t["state"], "start": ts(t["start"]), "end": ts(t["end"]),
+            "duration": (t["end"] - t["start"]) if t["end"] and t["start"] else None,
+            "exit_code": t["exit_code"], "reason": t["reason"], "log": t["log_path"],
+        })
+    obj["task_instances"] = [{
+        "task": ti["task"], "state": ti["state"], "tries": ti["try_number"], "exit_code": ti["exit_code"],
+        "reason": ti["reason"], "start": ts(ti["start"]), "end": ts(ti["end"]),
+        "next_try_at": ts(ti["next_try_at"]), "try_log": tries_by_ti.get(ti["id"], []),
+    } for ti in store.task_instances(run["id"])]
+    obj["events"] = [{"ts": ts(e["ts"]), "kind": e["kind"], "task": e["task"], "message": e["message"]}
+                     for e in store.events_for_run(run["id"])]
+    return obj
+
+
+def next_runs(pipeline: Pipeline, now: datetime, count: int, anchor: datetime | None = None) -> list[dict]:
+    """Upcoming schedule times after ``now``: the run created at ``fire_time`` carries ``logical_date``."""
+    from .schedules import ds_of, timetable
+    from .tick import instant
+
+    if not pipeline.time_schedules:
+        return []
+    start = instant(pipeline.start_date, pipeline.timezone)
+    tt = timetable(pipeline.time_schedules, pipeline.timezone, start or anchor)
+    out = []
+    t = now
+    prev = tt.latest_at_or_before(now)
+    while len(out) < count:
+        fire = tt.next_after(t)
+        if fire is None:
+            break
+        if prev is not None and (start is None or prev >= start):
+            out.append({"fire_time": fire.isoformat(), "logical_date": prev.isoformat(), "ds": ds_of(prev, pipeline.timezone)})
+        prev, t = fire, fire
+    return out
+
+
+def explain_run(store: Store, config: ProjectConfig, run, pipeline: Pipeline, now: float) -> list[dict]:
+    """Why each task instance of ``run`` is or is not running."""
+    from .scheduler import trigger_outcome
+
+    tis = store.task_instances(run["id"])
+    by_base: dict[str, list] = {}
+    for ti in tis:
+        by_base.setdefault(ti["base"], []).append(ti)
+    running = store.running_counts()
+    pools = store.running_by_pool()
+    out = []
+    for ti in tis:
+        task = pipeline.tasks.get(ti["base"])
+        state = ti["state"]
+        why = state
+        if task is None:
+            why = "task no longer in this run's spec"
+        elif run["state"] == "queued":
+            why = f"run is queued: max_active_runs ({run['max_active'] or pipeline.max_active_runs}) runs already in progress"
+        elif state == PENDING:
+            ups = {n: [u["state"] for u in by_base.get(n, ())] for n in task.needs}
+            waiting = [f"{n} ({', '.join(sorted(set(s)))})" for n, s in ups.items() if any(x not in ("success", "skipped", "failed", "upstream_failed") for x in s)]
+            outcome = trigger_outcome(task.trigger_rule, [s for ss in ups.values() for s in ss])
+            if outcome is None:
+                why = f"waiting on upstream ({task.trigger_rule}): " + ", ".join(waiting)
+            elif task.sensor is not None:
+                why = _sensor_words(task, ti, now)
+            elif task.pool and pools.get(task.pool, 0) >= config.pools.get(task.pool, config.max_parallel):
+                why = f"waiting for a slot in pool {task.pool!r} ({pools.get(task.pool, 0)}/{config.pools.get(task.pool)} in use)"
+            elif running >= config.max_parallel:
+                why = f"waiting for a slot: max_parallel {config.max_parallel} reached"
+            else:
+                why = "ready: starts on the next step (tick, or a --wait supervisor)"
+        elif state == UP_FOR_RETRY:
+            why = f"retry {ti['try_number'] + 1} at {ts(ti['next_try_at'])} after {ti['reason']} (exit {ti['exit_code']})"
+        elif state == RUNNING:
+            why = f"running try {ti['try_number']} since {ts(ti['start'])}"
+        elif ti["reason"]:
+            why = f"{state}: {ti['reason']}" + (f" (exit {ti['exit_code']})" if ti["exit_code"] is not None else "")
+        out.append({"task": ti["task"], "state": state, "why": why})
+    return out
+
+
+def _sensor_words(task, ti, now: float) -> str:
+    try:
+        from .sensors import describe_wait
+    except ImportError:
+        return f"sensor {task.sensor.kind} {task.sensor.target!r}: waiting"
+    return describe_wait(task, ti, now)
