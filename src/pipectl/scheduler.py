@@ -333,7 +333,8 @@ class Engine:
     def dispatch(self, candidates: list[tuple], report: StepReport) -> None:
         if self.stop_launching or not candidates:
             return
-        candidates.sort(key=lambda c: (-c[0]["priority"], -c[1].tasks[c[2]["base"]].priority, c[0]["logical_date"], c[2]["id"]))
+        candidates.sort(key=lambda c: (-c[0]["priority"], -c[1].tasks[c[2]["base"]].priority, c[0]["seq"] or 0,
+                                       c[0]["logical_date"], c[2]["id"]))
         now = self.clock.now()
         launches = []
         with self.store.tx():
@@ -453,7 +454,8 @@ class Engine:
                  for ti in self.store.task_instances(r["id"]) if ti["state"] == UP_FOR_RETRY and ti["next_try_at"]]
         return min(times) if times else None
 
-    def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2) -> StepReport:
+    def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2,
+              on_progress: Callable[[], None] | None = None) -> StepReport:
         """Step until every run in ``run_pks`` (all active runs if None) has finished.
 
         Holds the supervisor lock (shared) so wrappers leave reaping to us, and
@@ -469,6 +471,8 @@ class Engine:
             while True:
                 self.step(report)
                 self.collect_children()
+                if on_progress is not None:  # e.g. backfill's progress bar; called between steps
+                    on_progress()
                 if self._done(run_pks):
                     break
                 fds = {}
@@ -496,8 +500,8 @@ class Engine:
 
     def _done(self, run_pks: set[int] | None) -> bool:
         if self.stop_launching:
-            return self.store.running_counts() == 0 or not any(
-                t["run"] in (run_pks or {t["run"]}) for t in self.store.active_tries())
+            # interrupted: finished once nothing we watch is still in flight
+            return not any(run_pks is None or t["run"] in run_pks for t in self.store.active_tries())
         if run_pks is None:
             return not self.store.active_runs()
         return all(self.store.run(pk)["state"] in ("success", "failed") for pk in run_pks)

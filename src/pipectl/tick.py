@@ -107,17 +107,17 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) ->
     created: list[int] = []
     new_cursor = cursor
     next_due: float | None = None
-    for sched in pipeline.time_schedules:
-        tt = timetable(sched, pipeline.timezone, anchor)
-        for lo, hi in due_intervals(tt, cursor, start, end, now, pipeline.catchup):
-            pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
-            if pk is not None:
-                created.append(pk)
-            new_cursor = hi if new_cursor is None or hi > new_cursor else new_cursor
-        nxt = tt.next_after(now)
-        last = tt.latest_at_or_before(now)
-        if nxt is not None and (end is None or last is None or last <= end):
-            next_due = nxt.timestamp() if next_due is None else min(next_due, nxt.timestamp())
+    # several time schedules act as one timetable, so their intervals never overlap
+    tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
+    for lo, hi in due_intervals(tt, cursor, start, end, now, pipeline.catchup):
+        pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
+        if pk is not None:
+            created.append(pk)
+        new_cursor = hi if new_cursor is None or hi > new_cursor else new_cursor
+    nxt = tt.next_after(now)
+    last = tt.latest_at_or_before(now)
+    if nxt is not None and (end is None or last is None or last <= end):
+        next_due = nxt.timestamp()
     if next_due is None:
         next_due = NEVER
     with engine.store.tx():
