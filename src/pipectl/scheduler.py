@@ -57,6 +57,7 @@ class StepReport:
     lost: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
     finished_runs: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)  # issue 6: retention, in the tick log
 
     def merge(self, other: "StepReport") -> None:
         for name in self.__dataclass_fields__:

@@ -148,6 +148,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 result.fast = True
                 with store.tx():
                     store.set_meta("last_tick", repr(now))
+                _retention(config, store, now, result.report)
                 return result
             engine = Engine(config, store, clock, log=log)
             pipelines, result.invalid = refresh_pipelines(config, store, now)
@@ -168,6 +169,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
             with store.tx():
                 store.set_meta("last_tick", repr(now))
             engine.step(result.report)
+            _retention(config, store, now, result.report)
             if wait:
                 active = {r["id"] for r in store.active_runs()}
                 engine.drive(active | touched, result.report)
@@ -176,6 +178,17 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
             store.close()
     finally:
         lock.release()
+
+
+def _retention(config: ProjectConfig, store: Store, now: float, report: StepReport) -> None:
+    """``retention`` in pipectl.toml: prune old runs at most hourly (one meta read otherwise)."""
+    if not config.retention:
+        return
+    from .retention import maybe_prune
+
+    pruned = maybe_prune(config, store, now)
+    if pruned is not None and pruned.runs:
+        report.pruned.append(f"{len(pruned.runs)} run(s) older than {config.retention:g}s")
 
 
 # Functions (engine, pipelines, rows, now, report) -> run ids, called on every full tick:
