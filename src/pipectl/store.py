@@ -433,6 +433,47 @@ class Store:
     def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[sqlite3.Row]:
         return self._q("SELECT * FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?", (pipeline, limit))
 
+    # -- issue 6: retention, metrics, doctor ---------------------------------
+    def has_table(self, name: str) -> bool:
+        return self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+
+    def prune_runs(self, run_pks: list[int]) -> None:
+        """Delete finished runs with their events; task instances, tries (and SLA misses) go by CASCADE."""
+        for pk in run_pks:
+            self._x("DELETE FROM events WHERE run = ?", (pk,))
+            self._x("DELETE FROM runs WHERE id = ? AND state IN ('success', 'failed')", (pk,))
+
+    def run_counts(self) -> list[sqlite3.Row]:
+        """(pipeline, state, n) for every run in the state file."""
+        return self._q("SELECT pipeline, state, count(*) AS n FROM runs GROUP BY pipeline, state ORDER BY pipeline, state")
+
+    def last_success_ends(self) -> dict[str, float]:
+        rows = self._q("SELECT pipeline, max(end) AS t FROM runs WHERE state = 'success' AND end IS NOT NULL GROUP BY pipeline")
+        return {r["pipeline"]: r["t"] for r in rows}
+
+    def last_finished_runs(self) -> list[sqlite3.Row]:
+        """Per pipeline, the run that finished last (its state, start and end)."""
+        return self._q(
+            """SELECT r.pipeline, r.state, r.start, r.end FROM runs r
+               WHERE r.id = (SELECT id FROM runs WHERE pipeline = r.pipeline AND state IN ('success', 'failed')
+                             AND end IS NOT NULL ORDER BY end DESC, id DESC LIMIT 1)
+               ORDER BY r.pipeline"""
+        )
+
+    def active_ti_counts(self) -> list[sqlite3.Row]:
+        """(pipeline, state, n) of task instances in unfinished runs: running, pending, up_for_retry."""
+        return self._q(
+            """SELECT runs.pipeline AS pipeline, ti.state AS state, count(*) AS n
+               FROM task_instances ti JOIN runs ON runs.id = ti.run
+               WHERE ti.state IN ('pending', 'running', 'up_for_retry') GROUP BY runs.pipeline, ti.state"""
+        )
+
+    def sla_miss_counts(self) -> dict[str, int] | None:
+        """Misses per pipeline, or None when this state file has no SLA table."""
+        if not self.has_table("sla_misses"):
+            return None
+        return {r[0]: r[1] for r in self._q("SELECT pipeline, count(*) FROM sla_misses GROUP BY pipeline")}
+
 
 def _statements(script: str) -> list[str]:
     """Split a migration into statements; sqlite3 knows where one ends, even past a ';' in a comment."""
