@@ -36,6 +36,7 @@ from .model import (
     Task,
     frozen_map,
 )
+from .schedules import NICKNAMES
 from .templates import TEMPLATE_VARS, find_variables
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -55,15 +56,6 @@ TASK_OPTION_KEYS = (
 TASK_KEYS = ("run", "needs", "sensor", "foreach", "produces", *TASK_OPTION_KEYS)
 SENSOR_KEYS = {"file": ("file", "min_size", "glob"), "command": ("command",), "http": ("http",), "task": ("task", "delta")}
 SCHEDULE_KEYS = {"cron": ("cron", "timezone"), "every": ("every",), "assets": ("assets", "mode"), "file": ("file",)}
-CRON_NICKNAMES = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
 BASE_TEMPLATE_VARS = tuple(v for v in TEMPLATE_VARS if v not in ("params", "item"))
 
 _PIPELINE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -623,9 +615,9 @@ class _FileSpec:
     def cron(self, node: ScalarNode) -> str | None:
         expr = " ".join(node.value.split())
         if expr.startswith("@"):
-            if expr.lower() in CRON_NICKNAMES:
-                return CRON_NICKNAMES[expr.lower()]
-            self.error(node, f"unknown cron nickname {expr!r}{suggest(expr, CRON_NICKNAMES)}")
+            if expr.lower() in NICKNAMES:
+                return NICKNAMES[expr.lower()]
+            self.error(node, f"unknown cron nickname {expr!r}{suggest(expr, NICKNAMES)}")
             return None
         problem = _cron_error(expr)
         if problem:
