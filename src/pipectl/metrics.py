@@ -1,0 +1,111 @@
+"""``pipectl metrics``: the state file in Prometheus text exposition format (0.0.4).
+
+Meant for node_exporter's textfile collector: run ``pipectl metrics --output
+/var/lib/node_exporter/textfile_collector/pipectl.prom`` from cron or a hook;
+the file is replaced atomically so the collector never reads half of it.
+
+Run counts are gauges, not counters: ``prune`` deletes old runs, so the
+numbers can go down. Every sample carries a ``project`` label so several
+projects can share one collector directory.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+RUN_STATES = ("queued", "running", "success", "failed")
+
+
+def escape_label(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, bool):
+        v = int(v)
+    if isinstance(v, int) or float(v).is_integer():
+        return str(int(v))
+    return repr(float(v))
+
+
+class _Writer:
+    def __init__(self, project: str):
+        self.project = project
+        self.out: list[str] = []
+
+    def family(self, name: str, kind: str, help_: str, samples: list[tuple[dict, float]]) -> None:
+        self.out.append(f"# HELP {name} {help_}")
+        self.out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            all_labels = {"project": self.project, **labels}
+            text = ",".join(f'{k}="{escape_label(v)}"' for k, v in all_labels.items())
+            self.out.append(f"{name}{{{text}}} {_fmt(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self.out) + "\n"
+
+
+def collect(config, store, pipelines: list[str] | None = None) -> str:
+    """The exposition text. ``pipelines``: names to report even with no runs yet."""
+    w = _Writer(config.root)
+    names = sorted(set(pipelines or ()) | set(store.pipeline_rows()))
+
+    counts: dict[tuple[str, str], int] = {}
+    for r in store.run_counts():
+        counts[(r["pipeline"], r["state"])] = r["n"]
+        if r["pipeline"] not in names:
+            names.append(r["pipeline"])
+    names = sorted(names)
+    w.family("pipectl_runs", "gauge", "Runs in the state file, by pipeline and state.",
+             [({"pipeline": p, "state": s}, counts.get((p, s), 0)) for p in names for s in RUN_STATES])
+
+    last_ok = store.last_success_ends()
+    w.family("pipectl_last_success_timestamp_seconds", "gauge",
+             "When the pipeline's most recent successful run ended (Unix time).",
+             [({"pipeline": p}, last_ok[p]) for p in names if p in last_ok])
+
+    finished = [r for r in store.last_finished_runs() if r["start"] is not None and r["end"] is not None]
+    w.family("pipectl_last_run_duration_seconds", "gauge",
+             "Duration of the pipeline's most recently finished run.",
+             [({"pipeline": r["pipeline"], "state": r["state"]}, max(r["end"] - r["start"], 0.0)) for r in finished])
+
+    ti: dict[tuple[str, str], int] = {}
+    for r in store.active_ti_counts():
+        kind = "running" if r["state"] == "running" else "waiting"
+        ti[(r["pipeline"], kind)] = ti.get((r["pipeline"], kind), 0) + r["n"]
+    w.family("pipectl_task_instances", "gauge",
+             "Task instances of unfinished runs: running, or waiting (pending, up_for_retry).",
+             [({"pipeline": p, "state": s}, ti.get((p, s), 0)) for p in names for s in ("running", "waiting")])
+
+    rows = store.pipeline_rows()
+    w.family("pipectl_pipeline_paused", "gauge", "1 when the pipeline is paused.",
+             [({"pipeline": p}, int(bool(rows[p]["paused"]))) for p in names if p in rows])
+    w.family("pipectl_pipeline_valid", "gauge", "0 when the pipeline's spec is invalid and ticks skip it.",
+             [({"pipeline": p}, int(bool(rows[p]["valid"]))) for p in names if p in rows])
+
+    last_tick = store.get_meta("last_tick")
+    w.family("pipectl_last_tick_timestamp_seconds", "gauge", "When the last tick ran (Unix time).",
+             [({}, float(last_tick))] if last_tick else [])
+
+    misses = store.sla_miss_counts()
+    if misses is not None:
+        w.family("pipectl_sla_misses", "gauge", "SLA misses recorded, by pipeline.",
+                 [({"pipeline": p}, misses.get(p, 0)) for p in sorted(set(names) | set(misses))])
+    return w.text()
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Replace ``path`` in one rename, as the textfile collector requires."""
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".pipectl-metrics.", dir=d)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # the collector runs as another user; metrics hold no secrets
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
