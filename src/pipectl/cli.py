@@ -426,6 +426,7 @@ def cron(
 # Command modules register themselves on `app`; one line each, keep them import-light.
 from .commands import core as _core  # noqa: E402,F401
 from .commands import admin as _admin  # noqa: E402,F401
+from .commands import ops as _ops  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- entry point
 

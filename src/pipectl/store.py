@@ -112,6 +112,10 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_run ON events(run);
     CREATE INDEX events_by_pipeline ON events(pipeline, ts);
     """,
+    # -- issue 4: order of promotion within a priority; a --backwards backfill numbers its runs newest first
+    """
+    ALTER TABLE runs ADD COLUMN seq INTEGER;
+    """,
 ]
 
 
@@ -289,7 +293,7 @@ class Store:
         return self._q(sql, args)
 
     def active_runs(self) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY priority DESC, logical_date, id")
+        return self._q("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")
 
     def count_active(self) -> tuple[int, int]:
         """(active runs, active tries): zero and zero means a tick has nothing to look after."""
@@ -420,6 +424,19 @@ class Store:
     def running_by_pool(self) -> dict[str, int]:
         rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
         return {r[0]: r[1] for r in rows}
+
+    # -- issue 4: backfill, retry -------------------------------------------
+    def rebatch_run(self, run_pk: int, *, batch: str | None, max_active: int | None, priority: int | None = None,
+                    seq: int | None = None, requeue: bool = False) -> None:
+        """Put a run into a backfill batch (its own max_active); ``requeue`` re-opens a finished run."""
+        self._x("UPDATE runs SET batch = ?, max_active = ?, priority = coalesce(?, priority), seq = ? WHERE id = ?",
+                (batch, max_active, priority, seq, run_pk))
+        if requeue:
+            self.reopen_run(run_pk)
+
+    def reopen_run(self, run_pk: int) -> None:
+        """A finished run goes back to queued (retry, backfill); an active one is left as it is."""
+        self._x("UPDATE runs SET state = 'queued', end = NULL WHERE id = ? AND state IN ('success', 'failed')", (run_pk,))
 
     # -- events ----------------------------------------------------------
     def add_event(self, kind: str, *, now: float, pipeline: str | None = None, run: int | None = None,
