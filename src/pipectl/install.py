@@ -76,16 +76,20 @@ def cron_line(config) -> str:
            f">/dev/null 2>>{shlex.quote(log)}")
     # cron turns an unescaped % into a newline; the backslash is removed before sh sees it
     cmd = cmd.replace("%", "\\%")
-    return f"* * * * * {cmd} {MARKER}{root}"
+    return f"* * * * * {cmd} {_marker(root)}"
+
+
+def _marker(root: str) -> str:
+    return f"{MARKER}{root}".replace("%", "\\%")  # the comment is part of the command for cron
 
 
 def _is_ours(line: str, root: str) -> bool:
-    return line.rstrip().endswith(f" {MARKER}{root}")
+    return line.rstrip().endswith(" " + _marker(root))
 
 
 def _crontab_program() -> str:
     prog = os.environ.get("PIPECTL_CRONTAB") or shutil.which("crontab")
-    if not prog:
+    if not prog or not os.access(prog, os.X_OK):
         raise PipectlError("crontab not found: install cron (Debian: apt-get install cron), or use `pipectl install systemd`")
     return prog
 
@@ -232,7 +236,10 @@ def _systemctl(user: bool, *args: str) -> subprocess.CompletedProcess | None:
     prog = os.environ.get("PIPECTL_SYSTEMCTL") or shutil.which("systemctl")
     if not prog:
         return None
-    return subprocess.run([prog, *(["--user"] if user else []), *args], capture_output=True, text=True)
+    try:
+        return subprocess.run([prog, *(["--user"] if user else []), *args], capture_output=True, text=True)
+    except OSError:
+        return None
 
 
 def install_systemd(config, user: bool) -> tuple[list[Path], str | None]:
