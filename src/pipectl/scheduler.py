@@ -440,8 +440,14 @@ class Engine:
     def step(self, report: StepReport | None = None) -> StepReport:
         report = report or StepReport()
         self.reap(report)
+        finished_before = len(report.finished_runs)
         self.promote()
         self.dispatch(self.advance(None, report), report)
+        # -- issue 3: a run that just finished freed a max_active_runs slot; fill it now
+        # (from a wrapper's reaper too), not a cron tick later
+        if len(report.finished_runs) > finished_before:
+            self.promote()
+            self.dispatch(self.advance(None, report), report)
         return report
 
     def collect_children(self) -> None:
