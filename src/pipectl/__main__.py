@@ -1,4 +1,21 @@
-from .cli import main
+import sys
+
+
+def main() -> None:
+    """Entry point of ``pipectl`` and ``python -m pipectl``.
+
+    A plain no-op ``tick`` (cron's every minute) is answered by quicktick before
+    typer is imported; everything else goes to the CLI proper.
+    """
+    from .quicktick import main as quick
+
+    code = quick(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from .cli import main as cli_main
+
+    cli_main()
+
 
 if __name__ == "__main__":
     main()

@@ -35,20 +35,8 @@ def open_store(config: ProjectConfig, create: bool = True) -> Store:
     return Store(config.state_db, create=create)
 
 
-def spec_fingerprint(config: ProjectConfig) -> str:
-    """Changes whenever a spec file or pipectl.toml is added, removed or edited."""
-    h = hashlib.sha1()
-    root = Path(config.root)
-    paths = {root / "pipectl.toml"}
-    for pattern in config.pipelines:
-        paths.update(root.glob(pattern))
-    for p in sorted(paths):
-        try:
-            st = p.stat()
-        except OSError:
-            continue
-        h.update(f"{p}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
-    return h.hexdigest()
+# The no-op decision lives in quicktick, which `pipectl tick` consults before importing typer.
+from .quicktick import nothing_to_do as _nothing_to_do, spec_fingerprint  # noqa: E402,F401
 
 
 def instant(value: str | None, tz: str, end_of_day: bool = False) -> datetime | None:
@@ -194,24 +182,3 @@ def _retention(config: ProjectConfig, store: Store, now: float, report: StepRepo
 # Functions (engine, pipelines, rows, now, report) -> run ids, called on every full tick:
 # asset and file triggers plug in here.
 EXTRA_SOURCES: list = []
-
-
-def _nothing_to_do(config: ProjectConfig, store: Store, now: float) -> bool:
-    if store.get_meta("spec_fingerprint") != spec_fingerprint(config):
-        return False
-    if store.count_active() != (0, 0):
-        return False
-    rows = store.pipeline_rows()
-    for r in rows.values():
-        if not r["valid"] or r["paused"]:
-            continue
-        if r["next_due"] is None:
-            spec = loads(r["spec"]) or {}
-            if any(s.get("kind") in ("cron", "every") for s in spec.get("schedules", ())):
-                return False
-            if spec.get("schedules") or spec.get("secret_env"):
-                return False  # event-driven or env-dependent pipelines are looked at every tick
-            continue
-        if r["next_due"] <= now:
-            return False
-    return True
