@@ -234,8 +234,9 @@ class Engine:
         run = self.store.run(t["run"])
         pipeline = self.spec_of(run)
         task = pipeline.tasks[t["base"]]
-        if t["pid"] and t["boot_id"] == self.boot:
-            # the wrapper is gone, but the task it started may not be: never let it run beside a retry
+        if t["pid"] and t["boot_id"] == self.boot and executor.process_start(t["pid"]) is None:
+            # the wrapper is gone, but the task it started may not be: never let it run beside a retry.
+            # (A live process at that pid with another start time reused it: a stranger, not ours.)
             executor.kill_session(t["pid"])
         now = self.clock.now()
         with self.store.tx():
