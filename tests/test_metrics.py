@@ -1,0 +1,97 @@
+"""pipectl metrics: Prometheus text format, parsed by the reference parser.
+
+prometheus_client (test extra) is the parser node_exporter's ecosystem uses;
+an independent implementation catches format mistakes a home-made parser
+written alongside the exporter would share.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import make_project, run_cli
+
+OK = """
+schedule: null
+tasks:
+  a:
+    run: echo a
+"""
+BAD = """
+schedule: null
+tasks:
+  boom:
+    run: exit 3
+"""
+NOW = "2026-04-05T03:00:00Z"
+
+
+def _samples(text: str) -> dict:
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "project")))] = s.value
+    return out
+
+
+def test_metrics_parse_and_values(tmp_path):
+    proj = make_project(tmp_path, {"good": OK, "bad": BAD})
+    assert run_cli("--project", proj, "--now", NOW, "trigger", "good", "--date", "2026-04-04", "--wait").returncode == 0
+    assert run_cli("--project", proj, "--now", NOW, "trigger", "bad", "--date", "2026-04-03", "--wait").returncode == 1
+    r = run_cli("--project", proj, "--now", NOW, "metrics")
+    assert r.returncode == 0, r.stderr
+    fams = {f.name: f for f in text_string_to_metric_families(r.stdout)}
+    assert {"pipectl_runs", "pipectl_last_success_timestamp_seconds", "pipectl_last_run_duration_seconds",
+            "pipectl_task_instances", "pipectl_last_tick_timestamp_seconds"} <= set(fams)
+    assert all(f.type == "gauge" and f.documentation for f in fams.values())
+    s = _samples(r.stdout)
+    assert s[("pipectl_runs", (("pipeline", "good"), ("state", "success")))] == 1
+    assert s[("pipectl_runs", (("pipeline", "good"), ("state", "failed")))] == 0
+    assert s[("pipectl_runs", (("pipeline", "bad"), ("state", "failed")))] == 1
+    assert ("pipectl_last_success_timestamp_seconds", (("pipeline", "good"),)) in s
+    assert ("pipectl_last_success_timestamp_seconds", (("pipeline", "bad"),)) not in s
+    ts = s[("pipectl_last_success_timestamp_seconds", (("pipeline", "good"),))]
+    assert 1775358000 <= ts < 1775358000 + 60  # the fake clock's 2026-04-05T03:00:00Z
+    assert 0 <= s[("pipectl_last_run_duration_seconds", (("pipeline", "bad"), ("state", "failed")))] < 30
+    assert s[("pipectl_task_instances", (("pipeline", "good"), ("state", "running")))] == 0
+    assert s[("pipectl_task_instances", (("pipeline", "good"), ("state", "waiting")))] == 0
+    # the sla_misses table exists in this schema, so the family is there
+    assert s[("pipectl_sla_misses", (("pipeline", "good"),))] == 0
+    assert r.stdout.count("# HELP ") == r.stdout.count("# TYPE ") == len(fams)
+
+    out = tmp_path / "textfile" / "pipectl.prom"
+    out.parent.mkdir()
+    r2 = run_cli("--project", proj, "--now", NOW, "metrics", "--output", out)
+    assert r2.returncode == 0 and r2.stdout == ""
+    assert list(out.parent.iterdir()) == [out]  # no temp file left behind
+    assert set(_samples(out.read_text())) == set(s)
+
+
+def test_waiting_and_running_counts_and_no_sla_table(tmp_path):
+    from pipectl.config import load_config
+    from pipectl.metrics import collect
+    from pipectl.scheduler import Clock, Engine
+    from pipectl.tick import open_store, refresh_pipelines
+    from datetime import datetime, timezone
+
+    proj = make_project(tmp_path, {"two": "schedule: null\ntasks:\n  a:\n    run: echo a\n  b:\n    run: echo b\n    needs: [a]\n"})
+    config = load_config(proj)
+    store = open_store(config)
+    try:
+        clock = Clock.at(datetime(2026, 4, 5, 3, tzinfo=timezone.utc))
+        pipelines, _ = refresh_pipelines(config, store, clock.now())
+        engine = Engine(config, store, clock)
+        engine.create_run(pipelines["two"], datetime(2026, 4, 4, tzinfo=timezone.utc), run_type="manual")
+        s = _samples(collect(config, store))
+        assert s[("pipectl_task_instances", (("pipeline", "two"), ("state", "waiting")))] == 2
+        assert s[("pipectl_runs", (("pipeline", "two"), ("state", "queued")))] == 1
+        store.conn.execute("DROP TABLE sla_misses")
+        text = collect(config, store)
+        assert "pipectl_sla_misses" not in text
+        # label values are escaped: quotes, backslashes, newlines
+        weird = replace(config, root='/srv/we"ird\\dir\nx')
+        fams = list(text_string_to_metric_families(collect(weird, store)))
+        assert {s.labels["project"] for f in fams for s in f.samples} == {'/srv/we"ird\\dir\nx'}
+    finally:
+        store.close()
