@@ -77,8 +77,8 @@ def prelaunch(engine, candidates: list[tuple], report) -> list[tuple]:
     for run, pipeline, ti in candidates:
         task = pipeline.tasks[ti["base"]]
         if task.sensor is not None and task.run is None:
-            if ti["state"] == "pending":
-                sensors.handle(engine, run, pipeline, task, ti, report)
+            if ti["state"] == "pending" and sensors.handle(engine, run, pipeline, task, ti, report):
+                expanded.add(run["id"])  # its downstream may be decided now
             continue
         if needs_expansion(task, ti):
             if ti["state"] == "pending" and expand(engine, run, pipeline, task, ti, report):
@@ -86,7 +86,7 @@ def prelaunch(engine, candidates: list[tuple], report) -> list[tuple]:
             continue
         keep.append((run, pipeline, ti))
     if expanded:
-        # the new instances can start in this very step
+        # new mapped instances, or the downstream of a finished sensor, can start in this very step
         keep.extend(c for c in engine.advance(expanded, report)
                      if not needs_expansion(c[1].tasks[c[2]["base"]], c[2]) and c[1].tasks[c[2]["base"]].run is not None)
     return keep

@@ -111,14 +111,14 @@ def task_ready(store, run, pipeline: Pipeline, target: str, delta: float | None)
 
 
 # -- the engine side ----------------------------------------------------------
-def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> None:
-    """Poke a ready sensor task instance if its time has come, and settle it."""
+def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
+    """Poke a ready sensor task instance if its time has come, and settle it; True when it finished."""
     store = engine.store
     now = engine.clock.now()
     with store.tx():
         claimed = store.claim_ti_check(ti["id"], now, now + POKE_TIMEOUT + 5)
     if claimed is None:
-        return
+        return False
     started = claimed["sensor_started"] or now
     s = task.sensor
     if claimed["sensor_started"] is None:
@@ -136,7 +136,7 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> None:
     with store.tx():
         cur = store.task_instance(ti["id"])
         if cur is None or cur["state"] != "pending":
-            return
+            return False
         if ready:
             store.set_ti_state(ti["id"], SUCCESS, now=now, reason=None)
             store.add_event("task_success", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
@@ -159,6 +159,8 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> None:
             if deadline is not None:
                 nxt = min(nxt, deadline)
             store.set_sensor_times(ti["id"], started, nxt)
+            return False
+    return True
 
 
 # -- explaining -------------------------------------------------------------
