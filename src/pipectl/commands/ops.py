@@ -171,10 +171,10 @@ def _drive(c, engine, watch: list[int]) -> bool:
     last = [0.0]
 
     def on_progress(force: bool = False) -> None:
-        if progress is None or (not force and time.monotonic() - last[0] < 0.1):
+        if progress is None or (not force and time.monotonic() - last[0] < 0.5):
             return
         last[0] = time.monotonic()
-        states = [store.run(pk)["state"] for pk in watch]
+        states = list(store.run_states(watch).values())
         running = sum(1 for t in store.active_tries() if t["run"] in wanted)
         progress.update(bar, completed=sum(s in ("success", "failed") for s in states), running=running,
                         failed=states.count("failed"))
