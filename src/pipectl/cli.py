@@ -427,6 +427,7 @@ def cron(
 from .commands import core as _core  # noqa: E402,F401
 from .commands import admin as _admin  # noqa: E402,F401
 from .commands import ops as _ops  # noqa: E402,F401
+from .commands import events as _events  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- entry point
 

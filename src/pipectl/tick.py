@@ -98,7 +98,11 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) ->
     # several time schedules act as one timetable, so their intervals never overlap
     tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
     for lo, hi in due_intervals(tt, cursor, start, end, now, pipeline.catchup):
-        pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
+        # issue 5: the cron fallback of an asset schedule stands down when its ds already has a run
+        if len(pipeline.schedules) > len(pipeline.time_schedules) and _fallback_covered(engine, pipeline, lo):
+            pk = None
+        else:
+            pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
         if pk is not None:
             created.append(pk)
         new_cursor = hi if new_cursor is None or hi > new_cursor else new_cursor
@@ -182,3 +186,28 @@ def _retention(config: ProjectConfig, store: Store, now: float, report: StepRepo
 # Functions (engine, pipelines, rows, now, report) -> run ids, called on every full tick:
 # asset and file triggers plug in here.
 EXTRA_SOURCES: list = []
+
+
+def _fallback_covered(engine, pipeline, logical_date) -> bool:  # issue 5
+    from .assets import fallback_covered
+
+    return fallback_covered(engine.store, pipeline, logical_date)
+
+
+def _asset_source(engine, pipelines, rows, now_dt, report):  # issue 5
+    if not any(s.__class__.__name__ == "AssetSchedule" for p in pipelines.values() for s in p.schedules):
+        return []
+    from .assets import trigger
+
+    return trigger(engine, pipelines, rows, now_dt, report)
+
+
+def _file_source(engine, pipelines, rows, now_dt, report):  # issue 5
+    if not any(s.__class__.__name__ == "FileSchedule" for p in pipelines.values() for s in p.schedules):
+        return []
+    from .filetrigger import trigger
+
+    return trigger(engine, pipelines, rows, now_dt, report)
+
+
+EXTRA_SOURCES += [_asset_source, _file_source]
