@@ -130,6 +130,7 @@ class Engine:
         self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
         self._specs: dict[int, Pipeline] = {}
         self.stop_launching = False
+        self.asset_dirty = False  # issue 5: a complete asset event was recorded by this engine
         self.boot = executor.boot_id()
         self.me = (os.getpid(), executor.process_start(os.getpid()))
 
@@ -271,6 +272,10 @@ class Engine:
 
     def on_task_success(self, run, ti, task: Task, now: float) -> None:
         """Extension point: assets record their events here, inside the transition's transaction."""
+        if task.produces:  # issue 5: assets
+            from .assets import record
+
+            record(self, run, ti, task, now)
 
     # -- advancing runs ----------------------------------------------------
     def advance(self, run_pks: set[int] | None, report: StepReport) -> list[tuple]:
