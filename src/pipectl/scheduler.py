@@ -219,6 +219,9 @@ class Engine:
         run = self.store.run(t["run"])
         pipeline = self.spec_of(run)
         task = pipeline.tasks[t["base"]]
+        # the status file's mtime comes from the kernel's coarse clock, a few ms behind
+        # time.time(): a fast try would otherwise end before it started
+        end = max(end, t["start"] or end)
         timed_out = bool(t["timeout"]) and exit_code in (124, 137) and end - t["start"] >= t["timeout"] - 0.05
         reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
         with self.store.tx():
