@@ -183,3 +183,20 @@ def test_next_json(tmp_path):
         ok(root, "tick", now=g["fire_time"])
     assert [r["ds"] for r in runs(root, "ny")][-2:] == ["2026-03-07", "2026-03-08"]
     assert cli(root, "next", "nope").returncode == 2
+
+
+def test_every_without_start_date_is_anchored_at_the_first_tick_minute(tmp_path):
+    """The anchor is the minute of the first tick that saw the pipeline: whole-minute logical
+    dates, and the cron tick at that minute an hour later always finds the interval closed."""
+    root = make_project(tmp_path, {"h": """
+        schedule: {every: 1h}
+        tasks:
+          a: {run: "true"}
+    """})
+    r = ok(root, "tick", now="2026-04-01T10:05:27Z")
+    assert "created" not in r.stdout
+    ok(root, "tick", now="2026-04-01T11:05:00Z")
+    assert [x["logical_date"] for x in runs(root, "h")] == ["2026-04-01T10:05:00+00:00"]
+    ok(root, "tick", now="2026-04-01T12:05:00Z")
+    assert [x["logical_date"] for x in runs(root, "h")] == ["2026-04-01T10:05:00+00:00", "2026-04-01T11:05:00+00:00"]
+    assert [x["data_interval_end"] for x in runs(root, "h")] == ["2026-04-01T11:05:00+00:00", "2026-04-01T12:05:00+00:00"]

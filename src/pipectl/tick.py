@@ -68,7 +68,9 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     from .spec import load_pipelines
 
     result = load_pipelines(config)
-    anchor = iso(datetime.fromtimestamp(now, UTC))
+    # whole minutes, as cron ticks: an anchor of 10:05:00.018 would give odd logical dates, and the
+    # tick at 11:05 could start a few ms before the interval it should close (issue 3)
+    anchor = iso(datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0))
     invalid = {name: [str(e) for e in errs] for name, errs in result.invalid.items()}
     with store.tx():
         for name, p in result.pipelines.items():
