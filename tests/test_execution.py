@@ -186,3 +186,21 @@ def test_timeout_kills_the_whole_session(tmp_path):
     gc = int((root / "gc.pid").read_text())
     assert wait_for(lambda: not alive(gc), 3), f"grandchild {gc} survived the timeout"
     assert session_pids(t["pid"]) == [] or not any(alive(p) for p in session_pids(t["pid"]))
+
+
+def test_a_task_that_cannot_start_fails_with_its_reason_in_the_log(tmp_path):
+    root = make_project(tmp_path, {"p": """
+        tasks:
+          nocwd: {run: "true", cwd: nowhere}
+          nobin: {run: [/no/such/binary]}
+    """})
+    r = cli(root, "trigger", "p", "--date", "2026-04-01", "--wait", timeout=30)
+    assert r.returncode == 1
+    (run,) = runs(root, "p")
+    assert run["tasks"] == {
+        "nocwd": {"state": "failed", "tries": 1, "exit_code": 127, "reason": "exit_code"},
+        "nobin": {"state": "failed", "tries": 1, "exit_code": 127, "reason": "exit_code"},
+    }
+    out = ok(root, "logs", "p", "nocwd").stdout
+    assert "could not start" in out and "nowhere" in out
+    assert "/no/such/binary" in ok(root, "logs", "p", "nobin").stdout

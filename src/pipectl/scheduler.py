@@ -381,6 +381,8 @@ class Engine:
                 # cannot even start: record a failed try with the reason instead of a stuck instance
                 with open(launch.status_path, "w") as f:
                     f.write("127\n")
+                with open(launch.log_path, "a") as f:  # the try's log is where its user looks
+                    f.write(f"pipectl: could not start the task: {e}\n")
                 self.log(f"could not start {label}: {e}")
                 continue
             self.children[proc.pid] = proc
