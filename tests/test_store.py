@@ -65,7 +65,7 @@ def test_spec_snapshot_survives_yaml_edits(tmp_path):
         max_active_runs: 1
         tasks:
           first:
-            run: "sleep 0.3; echo old-first >> out.txt"
+            run: "while [ ! -e go ]; do sleep 0.02; done; echo old-first >> out.txt"
           second:
             run: "echo old-second >> out.txt"
             needs: [first]
@@ -76,6 +76,7 @@ def test_spec_snapshot_survives_yaml_edits(tmp_path):
     (root / "pipelines" / "p.yaml").write_text(
         "max_active_runs: 1\ntasks:\n  renamed:\n    run: \"echo new >> out.txt\"\n")
     ok(root, "trigger", "p", "--date", "2026-04-03")
+    (root / "go").touch()
     ok(root, "tick", "--wait")
     got = {r["ds"]: r for r in runs(root, "p")}
     assert sorted(got["2026-04-02"]["tasks"]) == ["first", "second"]
