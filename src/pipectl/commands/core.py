@@ -326,7 +326,7 @@ def show(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None) -> No
     finally:
         if store:
             store.close()
-    detail = _mask(p, detail)
+    detail = _mask([p, _snapshot(run)], detail)
     if c.json:
         from ..render import print_json
 
@@ -363,6 +363,13 @@ def _sla_misses(store, run) -> list:
     except ImportError:
         return []
     return [dict(m) if not isinstance(m, (str, dict)) else m for m in misses_for(store, run=run["id"])]
+
+
+def _snapshot(run) -> dict:
+    """The spec a run executed with: it holds the secret values that were in force then."""
+    from ..store import loads
+
+    return loads(run["spec"]) or {}
 
 
 def _mask(p, obj):
@@ -406,9 +413,10 @@ def logs(ctx: typer.Context,
         if chosen is None:
             raise UsageError(f"{task} has no try {try_} (tries: 1..{tries[-1]['try_number']})")
         path, try_pk = chosen["log_path"], chosen["id"]
-        _print_log(p, path)
+        secrets_of = [p, _snapshot(run)]
+        _print_log(secrets_of, path)
         if follow:
-            _follow(p, store, path, try_pk)
+            _follow(secrets_of, store, path, try_pk)
     finally:
         if store:
             store.close()
