@@ -451,14 +451,26 @@ class Engine:
     def step(self, report: StepReport | None = None) -> StepReport:
         report = report or StepReport()
         self.reap(report)
+        # -- issue 5: a consumer starts as soon as its producers' assets are complete
+        if self.asset_dirty:
+            from .assets import trigger_from_rows
+
+            self.asset_dirty = False
+            trigger_from_rows(self, report)
         finished_before = len(report.finished_runs)
         self.promote()
-        self.dispatch(self.advance(None, report), report)
+        candidates = self.advance(None, report)
+        # -- issue 5: sensors are poked and foreach commands expanded here, never launched
+        from .fanout import prelaunch
+        from .sla import check as check_slas
+
+        self.dispatch(prelaunch(self, candidates, report), report)
         # -- issue 3: a run that just finished freed a max_active_runs slot; fill it now
         # (from a wrapper's reaper too), not a cron tick later
         if len(report.finished_runs) > finished_before:
             self.promote()
-            self.dispatch(self.advance(None, report), report)
+            self.dispatch(prelaunch(self, self.advance(None, report), report), report)
+        check_slas(self, report)
         return report
 
     def collect_children(self) -> None:
@@ -467,9 +479,11 @@ class Engine:
                 del self.children[pid]
 
     def next_wakeup(self) -> float | None:
-        """Epoch of the earliest retry that is waiting on time."""
+        """Epoch of the earliest retry (or sensor poke) that is waiting on time."""
         times = [ti["next_try_at"] for r in self.store.active_runs()
                  for ti in self.store.task_instances(r["id"]) if ti["state"] == UP_FOR_RETRY and ti["next_try_at"]]
+        times += [ti["sensor_next"] for r in self.store.active_runs()  # issue 5: sensors
+                  for ti in self.store.task_instances(r["id"]) if ti["state"] == PENDING and ti["sensor_next"]]
         return min(times) if times else None
 
     def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2,
