@@ -467,6 +467,18 @@ class Store:
         rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
         return {r[0]: r[1] for r in rows}
 
+    # -- events ----------------------------------------------------------
+    def add_event(self, kind: str, *, now: float, pipeline: str | None = None, run: int | None = None,
+                  task: str | None = None, message: str = "") -> None:
+        self._x("INSERT INTO events(ts, pipeline, run, task, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
+                (now, pipeline, run, task, kind, message))
+
+    def events_for_run(self, run_pk: int) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM events WHERE run = ? ORDER BY id", (run_pk,))
+
+    def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[sqlite3.Row]:
+        return self._q("SELECT * FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?", (pipeline, limit))
+
     # -- issue 4: backfill, retry -------------------------------------------
     def rebatch_run(self, run_pk: int, *, batch: str | None, max_active: int | None, priority: int | None = None,
                     seq: int | None = None, requeue: bool = False) -> None:
