@@ -121,10 +121,12 @@ def read_status(status_path: str) -> tuple[int, float] | None:
     """(exit code, end time) once the wrapper has written them, else None."""
     try:
         with open(status_path) as f:
-            text = f.read().strip()
-        end = os.stat(status_path).st_mtime
+            text = f.read()
+            end = os.fstat(f.fileno()).st_mtime
     except OSError:
         return None
+    if not text.endswith("\n"):
+        return None  # not written yet, or the wrapper died mid-write
     try:
         return int(text), end
     except ValueError:

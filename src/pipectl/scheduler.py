@@ -288,36 +288,45 @@ class Engine:
         now = self.clock.now()
         for run in runs:
             pipeline = self.spec_of(run)
-            tis = self.store.task_instances(run["id"])
-            by_base: dict[str, list] = {}
+            # issue 3: light (id, task, base, state, next_try_at) tuples; full rows only for the ready ones
+            tis = self.store.ti_states(run["id"])
+            by_base: dict[str, list[int]] = {}
             for ti in tis:
-                by_base.setdefault(ti["base"], []).append(ti)
-            states = {ti["id"]: ti["state"] for ti in tis}
+                by_base.setdefault(ti[2], []).append(ti[0])
+            states = {ti[0]: ti[3] for ti in tis}
+            needs = {name: task.needs for name, task in pipeline.tasks.items()}
+
+            def upstream_of(base: str) -> list[str]:
+                return [states[u] for name in needs[base] for u in by_base.get(name, ())]
+
             settled: list[tuple[int, str, str]] = []
             # file order is a topological order for settling purposes: repeat until nothing moves
             moved = True
             while moved:
                 moved = False
                 for ti in tis:
-                    if states[ti["id"]] != PENDING:
+                    if states[ti[0]] != PENDING:
                         continue
-                    task = pipeline.tasks[ti["base"]]
-                    upstream = [states[u["id"]] for name in task.needs for u in by_base.get(name, ())]
-                    outcome = trigger_outcome(task.trigger_rule, upstream)
+                    upstream = upstream_of(ti[2])
+                    if upstream and not any(s in TI_FINISHED for s in upstream):
+                        continue  # every rule waits while all upstreams are still active
+                    outcome = trigger_outcome(pipeline.tasks[ti[2]].trigger_rule, upstream)
                     if outcome in (UPSTREAM_FAILED, SKIPPED):
-                        states[ti["id"]] = outcome
-                        settled.append((ti["id"], ti["task"], outcome))
+                        states[ti[0]] = outcome
+                        settled.append((ti[0], ti[1], outcome))
                         moved = True
-            ready = []
+            ready_pks = []
             for ti in tis:
-                st = states[ti["id"]]
-                task = pipeline.tasks[ti["base"]]
+                st = states[ti[0]]
                 if st == PENDING:
-                    upstream = [states[u["id"]] for name in task.needs for u in by_base.get(name, ())]
-                    if trigger_outcome(task.trigger_rule, upstream) == "ready":
-                        ready.append(ti)
-                elif st == UP_FOR_RETRY and (ti["next_try_at"] or 0) <= now:
-                    ready.append(ti)
+                    upstream = upstream_of(ti[2])
+                    if upstream and not any(s in TI_FINISHED for s in upstream):
+                        continue
+                    if trigger_outcome(pipeline.tasks[ti[2]].trigger_rule, upstream) == "ready":
+                        ready_pks.append(ti[0])
+                elif st == UP_FOR_RETRY and (ti[4] or 0) <= now:
+                    ready_pks.append(ti[0])
+            ready = [row for row in map(self.store.task_instance, ready_pks) if row is not None]
             finished = all(s in TI_FINISHED for s in states.values())
             if settled or finished:
                 with self.store.tx():
@@ -480,11 +489,8 @@ class Engine:
 
     def next_wakeup(self) -> float | None:
         """Epoch of the earliest retry (or sensor poke) that is waiting on time."""
-        times = [ti["next_try_at"] for r in self.store.active_runs()
-                 for ti in self.store.task_instances(r["id"]) if ti["state"] == UP_FOR_RETRY and ti["next_try_at"]]
-        times += [ti["sensor_next"] for r in self.store.active_runs()  # issue 5: sensors
-                  for ti in self.store.task_instances(r["id"]) if ti["state"] == PENDING and ti["sensor_next"]]
-        return min(times) if times else None
+        # issue 3: one indexed query (retries and issue 5's sensor pokes) instead of reading every TI per loop
+        return self.store.earliest_wakeup()
 
     def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2,
               on_progress: Callable[[], None] | None = None) -> StepReport:

@@ -467,6 +467,25 @@ class Store:
         rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
         return {r[0]: r[1] for r in rows}
 
+    # -- issue 3: the supervisor's hot path ------------------------------
+    def ti_states(self, run_pk: int) -> list[tuple]:
+        """(id, task, base, state, next_try_at) of a run's task instances in id order, as plain
+        tuples: what advancing a run reads every step, kept cheap for runs of 1000s of tasks."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute("SELECT id, task, base, state, next_try_at FROM task_instances WHERE run = ? ORDER BY id",
+                           (run_pk,)).fetchall()
+
+    def earliest_wakeup(self) -> float | None:
+        """The earliest time a task instance of an active run waits for: a retry's next_try_at or a
+        sensor's next poke. One query on the active-TI index instead of a scan of every run."""
+        row = self._one(
+            """SELECT min(CASE WHEN ti.state = 'up_for_retry' THEN nullif(ti.next_try_at, 0)
+                               WHEN ti.state = 'pending' THEN nullif(ti.sensor_next, 0) END)
+               FROM task_instances ti JOIN runs ON runs.id = ti.run
+               WHERE ti.state IN ('pending', 'up_for_retry') AND runs.state IN ('queued', 'running')""")
+        return row[0] if row else None
+
     # -- events ----------------------------------------------------------
     def add_event(self, kind: str, *, now: float, pipeline: str | None = None, run: int | None = None,
                   task: str | None = None, message: str = "") -> None:

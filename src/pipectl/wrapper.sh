@@ -6,10 +6,17 @@ status=$1 limit=$2 grace=$3 lock=$4 python=$5 project=$6 offset=$7
 shift 8
 # coreutils timeout puts the task in a process group of its own and, on expiry,
 # sends TERM to the whole group, then KILL after the grace period: no grandchild
-# survives. 0 means no limit.
-timeout -k "$grace" "$limit" "$@"
+# survives. 0 means no limit: then there is nothing to expire and the task runs
+# directly (one process less per try; the session still holds every descendant).
+if [ "$limit" = 0 ]; then
+    "$@"
+else
+    timeout -k "$grace" "$limit" "$@"
+fi
 rc=$?
-printf '%s\n' "$rc" > "$status.tmp" && mv -f "$status.tmp" "$status"
+# One small write of "RC\n": readers take a status only once its newline is there
+# (executor.read_status), so no temporary file and mv(1) are needed.
+printf '%s\n' "$rc" > "$status"
 # A --wait supervisor holds a shared lock and will pick the status up within
 # milliseconds; with none alive, reap now so downstream tasks start at once.
 if [ -n "$python" ] && flock -n -x "$lock" true 2>/dev/null; then
