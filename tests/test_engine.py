@@ -367,3 +367,44 @@ def test_hooks_get_state_exit_code_and_log(tmp_path):
     # a failing hook never changes task state
     assert tis(root)[("2026-04-01", "loud")]["state"] == "success"
     assert runs(root, "p")[0]["tasks"]["loud"] == {"state": "success", "tries": 1, "exit_code": 0, "reason": None}
+
+
+def test_claimed_try_whose_launcher_died_before_starting_it_costs_no_retry(tmp_path):
+    """kill -9 between claiming a task instance and starting its wrapper: nothing ran, so
+    even with retries: 0 the next tick starts it (once) instead of failing it."""
+    import time as _time
+    from datetime import datetime, timezone
+
+    from pipectl.config import load_config
+    from pipectl.scheduler import Clock, Engine
+    from pipectl.spec import load_pipelines
+    from pipectl.tick import open_store
+
+    root = make_project(tmp_path, {"p": """
+        tasks:
+          t: {run: "echo ran >> ran.txt"}
+    """})
+    config = load_config(root)
+    store = open_store(config)
+    try:
+        eng = Engine(config, store, Clock())
+        pk = eng.create_run(load_pipelines(config).pipelines["p"], datetime(2026, 4, 1, tzinfo=timezone.utc),
+                            run_type="manual")
+        eng.promote()
+        (ti,) = store.task_instances(pk)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        with store.tx():
+            n = store.claim_task_instance(ti["id"], _time.time())
+            store.insert_try(ti["id"], n, launcher_pid=dead.pid, launcher_start="1", boot_id=boot_id(),
+                             status_path=str(root / ".pipectl" / "status" / "never"), log_path=str(root / "never.log"),
+                             timeout=None, pool=None, now=_time.time())
+    finally:
+        store.close()
+    r = ok(root, "tick", "--wait")
+    assert "lost: p 2026-04-01 t try 1" in r.stdout
+    (run,) = runs(root, "p")
+    assert run["state"] == "success"
+    assert run["tasks"]["t"] == {"state": "success", "tries": 2, "exit_code": 0, "reason": None}
+    assert [(x["try_number"], x["state"]) for x in tries(root)] == [(1, "lost"), (2, "success")]
+    assert (root / "ran.txt").read_text() == "ran\n"

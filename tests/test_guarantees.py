@@ -70,7 +70,7 @@ def _spawn(root, *args):
 def test_kill_9_at_random_moments_loses_nothing_and_never_overlaps(tmp_path):
     rng = random.Random(int(os.environ.get("PIPECTL_TEST_SEED", "20260405")))
     root = make_project(tmp_path, {"d": COUNTING.format(max_active=2, sleep=0.1).replace(
-        "tasks:", "defaults:\n  retries: 2\n  retry_delay: 0\ntasks:")})
+        "tasks:", "defaults:\n  retries: 0\ntasks:")})
     now = "2026-04-06T03:00:00Z"
     final: dict[tuple, str] = {}
     for i in range(10):

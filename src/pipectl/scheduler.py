@@ -247,9 +247,16 @@ class Engine:
             ti = self.store.task_instance(t["ti"])
             if not self.store.finish_try(t["id"], "lost", now=now, exit_code=None, reason="lost"):
                 return
-            hook = self._settle(run, ti, task, None, "lost", now, report)
+            if t["state"] == "starting":
+                # its launcher was killed between claiming it and starting it: nothing ran,
+                # so it costs no retry (kill -9 at any instant must not fail a task)
+                self.store.requeue_unstarted(ti["id"])
+                hook = None
+            else:
+                hook = self._settle(run, ti, task, None, "lost", now, report)
         report.lost.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']}")
-        self._hook(hook, run, pipeline, ti, t, None)
+        if hook:
+            self._hook(hook, run, pipeline, ti, t, None)
 
     def _settle(self, run, ti, task: Task, exit_code: int | None, reason: str | None, now: float,
                 report: StepReport) -> str:

@@ -443,6 +443,12 @@ class Store:
         )
         return bool(cur.rowcount)
 
+    # -- issue 3: a claimed try whose launcher died before starting it
+    def requeue_unstarted(self, ti_pk: int) -> None:
+        """Back to up_for_retry, due now, and the try it never ran does not count against its retries."""
+        self._x("""UPDATE task_instances SET state = 'up_for_retry', budget_base = budget_base + 1, next_try_at = NULL,
+                   reason = 'lost', exit_code = NULL WHERE id = ? AND state = 'running'""", (ti_pk,))
+
     def active_tries(self) -> list[sqlite3.Row]:
         return self._q(
             """SELECT tries.*, task_instances.run AS run, task_instances.task AS task, task_instances.base AS base
