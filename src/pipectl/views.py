@@ -104,7 +104,7 @@ def explain_run(store: Store, config: ProjectConfig, run, pipeline: Pipeline, no
             if outcome is None:
                 why = f"waiting on upstream ({task.trigger_rule}): " + ", ".join(waiting)
             elif task.sensor is not None:
-                why = _sensor_words(task, ti, now)
+                why = _sensor_words(run, task, ti, now)
             elif task.pool and pools.get(task.pool, 0) >= config.pools.get(task.pool, config.max_parallel):
                 why = f"waiting for a slot in pool {task.pool!r} ({pools.get(task.pool, 0)}/{config.pools.get(task.pool)} in use)"
             elif running >= config.max_parallel:
@@ -121,9 +121,8 @@ def explain_run(store: Store, config: ProjectConfig, run, pipeline: Pipeline, no
     return out
 
 
-def _sensor_words(task, ti, now: float) -> str:
-    try:
-        from .sensors import describe_wait
-    except ImportError:
-        return f"sensor {task.sensor.kind} {task.sensor.target!r}: waiting"
-    return describe_wait(task, ti, now)
+def _sensor_words(run, task, ti, now: float) -> str:
+    from .scheduler import template_values
+    from .sensors import describe_wait
+
+    return describe_wait(task, ti, template_values(run, ti, ti["try_number"]), now)
