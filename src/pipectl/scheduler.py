@@ -410,13 +410,7 @@ class Engine:
                     self.store.mark_try_started(try_pk, pid, executor.process_start(pid))
 
     def template_values(self, run, pipeline: Pipeline, ti, try_number: int) -> dict:
-        ld = run["logical_date"]
-        return {
-            "ds": run["ds"], "ds_nodash": run["ds"].replace("-", ""), "logical_date": ld,
-            "data_interval_start": run["data_interval_start"], "data_interval_end": run["data_interval_end"],
-            "run_id": run["run_id"], "pipeline": run["pipeline"], "task": ti["task"], "try_number": str(try_number),
-            "params": loads(run["params"]) or {}, "item": ti["item"] if ti["item"] is not None else "",
-        }
+        return template_values(run, ti, try_number)
 
     def task_environment(self, pipeline: Pipeline, task: Task, values: dict) -> dict[str, str]:
         from .templates import task_env
@@ -550,6 +544,16 @@ class Engine:
         if run_pks is None:
             return not self.store.active_runs()
         return all(self.store.run(pk)["state"] in ("success", "failed") for pk in run_pks)
+
+
+def template_values(run, ti, try_number: int) -> dict:
+    """What ``{{ ... }}`` and the PIPECTL_* variables of one try see."""
+    return {
+        "ds": run["ds"], "ds_nodash": run["ds"].replace("-", ""), "logical_date": run["logical_date"],
+        "data_interval_start": run["data_interval_start"], "data_interval_end": run["data_interval_end"],
+        "run_id": run["run_id"], "pipeline": run["pipeline"], "task": ti["task"], "try_number": str(try_number),
+        "params": loads(run["params"]) or {}, "item": ti["item"] if ti["item"] is not None else "",
+    }
 
 
 def supervisor_lock(config: ProjectConfig) -> str:

@@ -37,7 +37,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE runs(
         id INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL,  -- unique per pipeline, as in Airflow
         pipeline TEXT NOT NULL,
         logical_date TEXT NOT NULL,
         ds TEXT NOT NULL,
@@ -53,7 +53,8 @@ MIGRATIONS: list[str] = [
         created REAL NOT NULL,
         start REAL,
         end REAL,
-        UNIQUE(pipeline, logical_date)
+        UNIQUE(pipeline, logical_date),
+        UNIQUE(pipeline, run_id)
     );
     CREATE INDEX runs_active ON runs(state) WHERE state IN ('queued', 'running');
     CREATE INDEX runs_by_pipeline ON runs(pipeline, logical_date);
@@ -200,17 +201,20 @@ class Store:
         c = self.conn
         app_id = c.execute("PRAGMA application_id").fetchone()[0]
         version = c.execute("PRAGMA user_version").fetchone()[0]
-        if not fresh and app_id != APP_ID:
-            raise StateError(f"{self.path} is not a pipectl state file (foreign SQLite database); it was left untouched")
-        if version > len(MIGRATIONS):
-            raise StateError(f"{self.path} was written by a newer pipectl (schema {version} > {len(MIGRATIONS)})")
-        if version == len(MIGRATIONS):
+        if app_id == APP_ID and version == len(MIGRATIONS):
             return
+        self._refuse_foreign(app_id, version)  # before WAL mode rewrites the file's header
         if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             c.execute("PRAGMA journal_mode = WAL")
+        # Decide under the write lock: a second process opening a brand-new file while
+        # the first is still creating the schema must wait for it, not call it foreign.
         c.execute("BEGIN IMMEDIATE")
         try:
-            version = c.execute("PRAGMA user_version").fetchone()[0]  # another process may have migrated
+            app_id = c.execute("PRAGMA application_id").fetchone()[0]
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            self._refuse_foreign(app_id, version)
+            if version > len(MIGRATIONS):
+                raise StateError(f"{self.path} was written by a newer pipectl (schema {version} > {len(MIGRATIONS)})")
             for i in range(version, len(MIGRATIONS)):
                 for stmt in _statements(MIGRATIONS[i]):
                     c.execute(stmt)
@@ -220,6 +224,15 @@ class Store:
         except BaseException:
             c.execute("ROLLBACK")
             raise
+
+    def _refuse_foreign(self, app_id: int, version: int) -> None:
+        """A file with tables but without our application id belongs to someone else.
+        (An empty one is ours, still being created by another process.)"""
+        if app_id == APP_ID:
+            return
+        tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables or version:
+            raise StateError(f"{self.path} is not a pipectl state file (foreign SQLite database); it was left untouched")
 
     @contextmanager
     def tx(self) -> Iterator["Store"]:
@@ -639,81 +652,6 @@ class Store:
         if not self.has_table("sla_misses"):
             return None
         return {r[0]: r[1] for r in self._q("SELECT pipeline, count(*) FROM sla_misses GROUP BY pipeline")}
-
-    # -- issue 5: sensors, assets, file triggers, SLA misses ---------------
-    def claim_ti_check(self, ti_pk: int, now: float, hold_until: float) -> sqlite3.Row | None:
-        """Claim a pending task instance's sensor poke (or foreach evaluation): only one process
-        checks it at a time, and not before its ``sensor_next``. Returns the row as it was, or None."""
-        ti = self.task_instance(ti_pk)
-        if ti is None or ti["state"] != "pending" or (ti["sensor_next"] is not None and ti["sensor_next"] > now):
-            return None
-        self._x("UPDATE task_instances SET sensor_started = coalesce(sensor_started, ?), sensor_next = ? WHERE id = ?",
-                (now, hold_until, ti_pk))
-        return ti
-
-    def replace_with_mapped(self, ti_pk: int, run_pk: int, base: str, items: list[str]) -> None:
-        self._x("DELETE FROM task_instances WHERE id = ?", (ti_pk,))
-        self.insert_task_instances(run_pk, [(f"{base}[{i}]", base, i, item, "pending") for i, item in enumerate(items)])
-
-    def add_asset_event(self, *, asset: str, ds: str, pipeline: str, task: str, run: int | None, complete: bool,
-                        now: float) -> int:
-        cur = self._x("INSERT INTO asset_events(asset, ds, pipeline, task, run, complete, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (asset, ds, pipeline, task, run, int(complete), now))
-        return cur.lastrowid
-
-    def latest_asset_events(self, assets: list[str], complete_only: bool = True) -> list[sqlite3.Row]:
-        """Per (asset, ds): the newest event id and time."""
-        if not assets:
-            return []
-        marks = ",".join("?" * len(assets))
-        cond = " AND complete = 1" if complete_only else ""
-        return self._q(f"""SELECT asset, ds, max(id) AS event, max(ts) AS ts, count(*) AS n FROM asset_events
-                           WHERE asset IN ({marks}){cond} GROUP BY asset, ds ORDER BY ds""", assets)
-
-    def asset_names(self) -> list[str]:
-        return [r[0] for r in self._q("SELECT DISTINCT asset FROM asset_events ORDER BY asset")]
-
-    def asset_events_for(self, asset: str, limit: int = 20) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM asset_events WHERE asset = ? ORDER BY id DESC LIMIT ?", (asset, limit))
-
-    def consumed(self, consumer: str) -> dict[tuple[str, str], int]:
-        return {(r["asset"], r["ds"]): r["event"]
-                for r in self._q("SELECT asset, ds, event FROM asset_consumers WHERE consumer = ?", (consumer,))}
-
-    def mark_consumed(self, consumer: str, asset: str, ds: str, event: int, run: int | None, now: float) -> None:
-        self._x("""INSERT INTO asset_consumers(consumer, asset, ds, event, run, ts) VALUES (?, ?, ?, ?, ?, ?)
-                   ON CONFLICT(consumer, asset, ds) DO UPDATE SET event = excluded.event, run = excluded.run,
-                   ts = excluded.ts""", (consumer, asset, ds, event, run, now))
-
-    def add_file_trigger(self, pipeline: str, path: str, size: int, mtime_ns: int, now: float) -> int | None:
-        """None when this (path, size, mtime) has been seen before."""
-        cur = self._x("INSERT OR IGNORE INTO file_triggers(pipeline, path, size, mtime_ns, ts) VALUES (?, ?, ?, ?, ?)",
-                      (pipeline, path, size, mtime_ns, now))
-        return cur.lastrowid if cur.rowcount else None
-
-    def set_file_trigger_run(self, pk: int, run: int | None) -> None:
-        self._x("UPDATE file_triggers SET run = ? WHERE id = ?", (run, pk))
-
-    def file_triggers(self, pipeline: str) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM file_triggers WHERE pipeline = ? ORDER BY id", (pipeline,))
-
-    def add_sla_miss(self, pipeline: str, run: int, task: str, deadline: float, now: float) -> bool:
-        """True only for the first writer: a miss is recorded, and its hook run, once."""
-        cur = self._x("INSERT OR IGNORE INTO sla_misses(pipeline, run, task, deadline, ts) VALUES (?, ?, ?, ?, ?)",
-                      (pipeline, run, task, deadline, now))
-        return bool(cur.rowcount)
-
-    def sla_misses(self, pipeline: str | None = None, run: int | None = None) -> list[sqlite3.Row]:
-        sql = """SELECT sla_misses.*, runs.run_id AS run_id, runs.ds AS ds, runs.logical_date AS logical_date
-                 FROM sla_misses JOIN runs ON runs.id = sla_misses.run WHERE 1 = 1"""
-        args: list = []
-        if pipeline is not None:
-            sql += " AND sla_misses.pipeline = ?"
-            args.append(pipeline)
-        if run is not None:
-            sql += " AND sla_misses.run = ?"
-            args.append(run)
-        return self._q(sql + " ORDER BY sla_misses.id", args)
 
 
 def _statements(script: str) -> list[str]:
