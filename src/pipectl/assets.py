@@ -47,7 +47,8 @@ def covers_day(run, store=None) -> bool:
     start, end = run["data_interval_start"], run["data_interval_end"]
     if not end or not start or end <= start:
         return True
-    tz = (loads(run["spec"]) or {}).get("timezone") or "UTC"
+    spec = run["spec"] if "spec" in run.keys() else store.run_spec(run["id"])
+    tz = (loads(spec) or {}).get("timezone") or "UTC"
     return datetime.fromisoformat(end) >= _day_end(run["ds"], tz)
 
 

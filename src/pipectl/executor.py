@@ -98,7 +98,7 @@ class Launch:
     log_path: str
     status_path: str
     timeout: float | None
-    lock_path: str  # supervisor lock; the wrapper reaps itself when nobody holds it
+    supervisors_dir: str  # the wrapper reaps itself when no supervisor is alive
     project: str
     clock_offset: float = 0.0
 
@@ -109,7 +109,7 @@ def start(launch: Launch) -> subprocess.Popen:
     fd = os.open(launch.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         limit = f"{launch.timeout:g}" if launch.timeout else "0"
-        argv = ["/bin/sh", WRAPPER, launch.status_path, limit, f"{KILL_GRACE:g}", launch.lock_path,
+        argv = ["/bin/sh", WRAPPER, launch.status_path, limit, f"{KILL_GRACE:g}", launch.supervisors_dir,
                 sys.executable, launch.project, repr(launch.clock_offset), "--", *launch.argv]
         return subprocess.Popen(argv, cwd=launch.cwd, env=launch.env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
                                 start_new_session=True, close_fds=True)

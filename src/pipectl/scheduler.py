@@ -129,16 +129,30 @@ class Engine:
         self.log = log or (lambda line: None)
         self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
         self._specs: dict[int, Pipeline] = {}
+        self._edge_cache: dict[int, tuple[dict, dict]] = {}
         self.stop_launching = False
         self.asset_dirty = False  # issue 5: a complete asset event was recorded by this engine
         self.boot = executor.boot_id()
         self.me = (os.getpid(), executor.process_start(os.getpid()))
 
     # -- runs ------------------------------------------------------------
+    def _edges(self, run, pipeline: Pipeline) -> tuple[dict, dict]:
+        """(needs, downstream) by task name for a run's snapshot; a snapshot never changes."""
+        e = self._edge_cache.get(run["id"])
+        if e is None:
+            needs = {name: task.needs for name, task in pipeline.tasks.items()}
+            down: dict[str, list[str]] = {name: [] for name in needs}
+            for name, ups in needs.items():
+                for u in ups:
+                    down.setdefault(u, []).append(name)
+            e = self._edge_cache[run["id"]] = (needs, down)
+        return e
+
     def spec_of(self, run) -> Pipeline:
         p = self._specs.get(run["id"])
         if p is None:
-            p = self._specs[run["id"]] = Pipeline.from_dict(loads(run["spec"]))
+            spec = run["spec"] if "spec" in run.keys() else self.store.run_spec(run["id"])
+            p = self._specs[run["id"]] = Pipeline.from_dict(loads(spec))
         return p
 
     def create_run(self, pipeline: Pipeline, logical_date: datetime, *, run_type: str,
@@ -295,46 +309,46 @@ class Engine:
         now = self.clock.now()
         for run in runs:
             pipeline = self.spec_of(run)
-            # issue 3: light (id, task, base, state, next_try_at) tuples; full rows only for the ready ones
+            # light (id, task, base, state, next_try_at) tuples; full rows only for the ready ones
             tis = self.store.ti_states(run["id"])
+            needs, down = self._edges(run, pipeline)
+            # Only a task with no upstream, or below a finished one, can change: looking at
+            # just those keeps a step one pass over the run instead of O(tasks x needs).
             by_base: dict[str, list[int]] = {}
-            for ti in tis:
-                by_base.setdefault(ti[2], []).append(ti[0])
-            states = {ti[0]: ti[3] for ti in tis}
-            needs = {name: task.needs for name, task in pipeline.tasks.items()}
+            states: dict[int, str] = {}
+            pending: dict[str, list[int]] = {}
+            finished_bases: set[str] = set()
+            for ti_pk, _, base, state, _ in tis:
+                by_base.setdefault(base, []).append(ti_pk)
+                states[ti_pk] = state
+                if state == PENDING:
+                    pending.setdefault(base, []).append(ti_pk)
+                elif state in TI_FINISHED:
+                    finished_bases.add(base)
+            frontier = {b for b in pending if not needs[b]}
+            for b in finished_bases:
+                frontier.update(down[b])
 
             def upstream_of(base: str) -> list[str]:
                 return [states[u] for name in needs[base] for u in by_base.get(name, ())]
-
             settled: list[tuple[int, str, str]] = []
-            # file order is a topological order for settling purposes: repeat until nothing moves
-            moved = True
-            while moved:
-                moved = False
-                for ti in tis:
-                    if states[ti[0]] != PENDING:
-                        continue
-                    upstream = upstream_of(ti[2])
-                    if upstream and not any(s in TI_FINISHED for s in upstream):
-                        continue  # every rule waits while all upstreams are still active
-                    outcome = trigger_outcome(pipeline.tasks[ti[2]].trigger_rule, upstream)
-                    if outcome in (UPSTREAM_FAILED, SKIPPED):
-                        states[ti[0]] = outcome
-                        settled.append((ti[0], ti[1], outcome))
-                        moved = True
+            names = {ti[0]: ti[1] for ti in tis}
             ready_pks = []
-            for ti in tis:
-                st = states[ti[0]]
-                if st == PENDING:
-                    upstream = upstream_of(ti[2])
-                    if upstream and not any(s in TI_FINISHED for s in upstream):
-                        continue
-                    if trigger_outcome(pipeline.tasks[ti[2]].trigger_rule, upstream) == "ready":
-                        ready_pks.append(ti[0])
-                elif st == UP_FOR_RETRY and (ti[4] or 0) <= now:
-                    ready_pks.append(ti[0])
+            while frontier:
+                base = frontier.pop()
+                if base not in pending:
+                    continue
+                outcome = trigger_outcome(pipeline.tasks[base].trigger_rule, upstream_of(base))
+                if outcome in (UPSTREAM_FAILED, SKIPPED):
+                    for i in pending.pop(base):
+                        states[i] = outcome
+                        settled.append((i, names[i], outcome))
+                    frontier.update(down[base])  # a settled task may settle the ones below it
+                elif outcome == "ready":
+                    ready_pks.extend(pending.pop(base))
+            ready_pks.extend(ti[0] for ti in tis if ti[3] == UP_FOR_RETRY and (ti[4] or 0) <= now)
             ready = [row for row in map(self.store.task_instance, ready_pks) if row is not None]
-            finished = all(s in TI_FINISHED for s in states.values())
+            finished = not pending and all(s in TI_FINISHED for s in states.values())
             if settled or finished:
                 with self.store.tx():
                     for ti_pk, name, state in settled:
@@ -347,12 +361,8 @@ class Engine:
                             self.store.set_run_state(run["id"], state, now)
                             self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
                             report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
-                continue_ready = not finished
-            else:
-                continue_ready = True
-            if continue_ready:
-                for ti in ready:
-                    candidates.append((run, pipeline, ti))
+            if not finished:
+                candidates.extend((run, pipeline, ti) for ti in ready)
         return candidates
 
     # -- launching -------------------------------------------------------
@@ -435,7 +445,7 @@ class Engine:
             argv=argv, cwd=cwd, env=self.task_environment(pipeline, task, values),
             log_path=log_path(self.config, run, ti["task"], try_number),
             status_path=os.path.join(self.config.state_dir, "status", f"{ti['id']}.{try_number}"),
-            timeout=task.timeout, lock_path=supervisor_lock(self.config), project=self.config.root,
+            timeout=task.timeout, supervisors_dir=supervisors_dir(self.config), project=self.config.root,
             clock_offset=self.clock.offset,
         )
 
@@ -497,15 +507,13 @@ class Engine:
               on_progress: Callable[[], None] | None = None) -> StepReport:
         """Step until every run in ``run_pks`` (all active runs if None) has finished.
 
-        Holds the supervisor lock (shared) so wrappers leave reaping to us, and
+        Registers as a supervisor so wrappers leave reaping to us, and
         sleeps on the wrappers' pidfds so a downstream task starts within
         milliseconds of its upstream's end.
         """
-        import fcntl
         import select
 
-        lock_fd = os.open(supervisor_lock(self.config), os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        me = register_supervisor(self.config)
         try:
             while True:
                 self.step(report)
@@ -528,9 +536,8 @@ class Engine:
                     for fd in fds:
                         os.close(fd)
         finally:
-            fcntl.flock(lock_fd, fcntl.LOCK_UN)
-            os.close(lock_fd)
-            # a wrapper that finished while we held the lock left its status for us
+            unregister_supervisor(me)
+            # a wrapper that finished while we were registered left its status for us
             self.step(report)
         for proc in list(self.children.values()):
             proc.wait()  # type: ignore[attr-defined]  # hooks: their output is part of the run
@@ -556,8 +563,26 @@ def template_values(run, ti, try_number: int) -> dict:
     }
 
 
-def supervisor_lock(config: ProjectConfig) -> str:
-    return os.path.join(config.state_dir, "supervisor.lock")
+def supervisors_dir(config: ProjectConfig) -> str:
+    """One empty file per live ``--wait`` supervisor, named by its pid. A finishing
+    wrapper looks here with shell builtins only (``kill -0``): no extra process on
+    the path from one task's end to the next one's start."""
+    return os.path.join(config.state_dir, "supervisors")
+
+
+def register_supervisor(config: ProjectConfig) -> str:
+    d = supervisors_dir(config)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    path = os.path.join(d, str(os.getpid()))
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return path
+
+
+def unregister_supervisor(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def log_path(config: ProjectConfig, run, task: str, try_number: int) -> str:

@@ -162,6 +162,10 @@ MIGRATIONS: list[str] = [
 ]
 
 
+_RUN_COLS = ("id, run_id, pipeline, logical_date, ds, data_interval_start, data_interval_end, run_type, state, "
+             "params, priority, batch, max_active, created, start, end, seq")
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)
 
@@ -348,7 +352,14 @@ class Store:
         return self._q(sql, args)
 
     def active_runs(self) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM runs WHERE state IN ('queued', 'running') ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")
+        """Every column but the spec snapshot: a big pipeline's snapshot is hundreds of KB, and
+        this runs on every step of the supervisor. ``run_spec`` fetches it once per run."""
+        return self._q(f"SELECT {_RUN_COLS} FROM runs WHERE state IN ('queued', 'running') "
+                       "ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")
+
+    def run_spec(self, run_pk: int) -> str | None:
+        row = self._one("SELECT spec FROM runs WHERE id = ?", (run_pk,))
+        return row[0] if row else None
 
     def count_active(self) -> tuple[int, int]:
         """(active runs, active tries): zero and zero means a tick has nothing to look after."""
