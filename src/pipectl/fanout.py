@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from .model import FAILED, SKIPPED, ForeachCommand, Pipeline, Task
 
@@ -74,8 +75,14 @@ def prelaunch(engine, candidates: list[tuple], report) -> list[tuple]:
     from . import sensors
 
     keep, expanded = [], set()
+    # A tick must return within tick_budget: a poke or expansion that might outlast it
+    # waits for the next step instead (a supervisor or reaper has no deadline).
+    deadline = getattr(engine, "deadline", None)
     for run, pipeline, ti in candidates:
         task = pipeline.tasks[ti["base"]]
+        slow = (task.sensor is not None and task.sensor.kind in ("command", "http")) or needs_expansion(task, ti)
+        if slow and deadline is not None and time.time() + sensors.POKE_TIMEOUT > deadline:
+            continue
         if task.sensor is not None and task.run is None:
             if ti["state"] == "pending" and sensors.handle(engine, run, pipeline, task, ti, report):
                 expanded.add(run["id"])  # its downstream may be decided now

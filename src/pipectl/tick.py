@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, time as dtime, timezone
 from pathlib import Path
@@ -129,6 +130,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
 
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     lock = FileLock(os.path.join(config.state_dir, "tick.lock"))
+    started = time.time()
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -145,6 +147,8 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 _retention(config, store, now, result.report)
                 return result
             engine = Engine(config, store, clock, log=log)
+            if not wait:
+                engine.deadline = started + config.tick_budget  # real time: a tick returns within its budget
             pipelines, result.invalid = refresh_pipelines(config, store, now)
             rows = store.pipeline_rows()
             touched: set[int] = set()
