@@ -7,11 +7,12 @@ def main() -> None:
     A plain no-op ``tick`` (cron's every minute) is answered by quicktick before
     typer is imported; everything else goes to the CLI proper.
     """
-    from .quicktick import main as quick
+    if "tick" in sys.argv[1:]:  # everything else skips quicktick's imports
+        from .quicktick import main as quick
 
-    code = quick(sys.argv[1:])
-    if code is not None:
-        sys.exit(code)
+        code = quick(sys.argv[1:])
+        if code is not None:
+            sys.exit(code)
     from .cli import main as cli_main
 
     cli_main()
