@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from enginekit import cli, jcli, make_project, ok, one_error_line, q, runs, wait_for
+from enginekit import cli, jcli, make_project, ok, one_error_line, q, runs, tis, wait_for
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 
@@ -153,3 +153,37 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     assert q(root, "SELECT count(*) FROM runs")[0][0] == 0 if (root / ".pipectl" / "state.db").exists() else True
     r = cli(root, "show", "etl", "--date", "2026-04-01")
     assert r.returncode == 2
+
+
+def test_explain_says_what_a_sensor_waits_for_and_when_it_checks_next(tmp_path):
+    root = make_project(tmp_path, {"s": """
+        tasks:
+          wait_export:
+            sensor: {file: "incoming/{{ ds }}.csv"}
+            poke_interval: 1m
+            timeout: 2h
+          load: {run: "true", needs: [wait_export]}
+    """})
+    ok(root, "trigger", "s", "--date", "2026-04-01", now="2026-04-02T08:00:00Z")
+    d = jcli(root, "explain", "s", "--date", "2026-04-01", now="2026-04-02T08:00:30Z")
+    why = {t["task"]: t["why"] for t in d["tasks"]}
+    assert "incoming/2026-04-01.csv" in why["wait_export"]
+    assert "next check at 2026-04-02T08:01:00" in why["wait_export"]
+    assert "times out at 2026-04-02T10:00:00" in why["wait_export"]
+    assert why["load"].startswith("waiting on upstream (all_success): wait_export (pending)")
+
+
+def test_explain_says_when_a_retry_comes_and_when_the_pipeline_is_paused(tmp_path):
+    root = make_project(tmp_path, {"r": """
+        schedule: "0 2 * * *"
+        tasks:
+          flaky: {run: "exit 4", retries: 2, retry_delay: 1h}
+    """})
+    ok(root, "trigger", "r", "--date", "2026-04-01")
+    assert wait_for(lambda: tis(root, "r")[("2026-04-01", "flaky")]["state"] == "up_for_retry", 5)
+    ok(root, "pause", "r")
+    d = jcli(root, "explain", "r", "--date", "2026-04-01")
+    (flaky,) = d["tasks"]
+    assert flaky["state"] == "up_for_retry"
+    assert flaky["why"].startswith("retry 2 at ") and "after exit_code (exit 4)" in flaky["why"]
+    assert d["notes"] == ["r is paused: no new scheduled runs (`pipectl unpause r`)"]
