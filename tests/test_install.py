@@ -251,3 +251,28 @@ def test_install_sh_is_valid_shell():
     r = subprocess.run(["sh", "-n", str(REPO / "install" / "install.sh")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert os.access(REPO / "install" / "install.sh", os.X_OK)
+
+
+def test_install_sh_puts_pipectl_in_its_own_venv_and_installs_the_line(tmp_path, cron_env):
+    """The real script, end to end: a fresh virtualenv from this checkout, the link, the crontab line."""
+    env, table = cron_env
+    proj = _project(tmp_path)
+    prefix, bindir = tmp_path / "prefix", tmp_path / "bin-dir"
+    full_env = {**os.environ, **env, "PYTHON": sys.executable}
+    r = subprocess.run(["sh", str(REPO / "install" / "install.sh"), "--prefix", str(prefix), "--bin-dir", str(bindir),
+                        str(proj)], capture_output=True, text=True, env=full_env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    venv_pipectl = prefix / "venv" / "bin" / "pipectl"
+    assert os.path.realpath(bindir / "pipectl") == str(venv_pipectl)
+    lines = table.read_text().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("* * * * * PATH=" + str(prefix / "venv" / "bin") + ":")
+    assert f"{venv_pipectl} --project {proj} tick" in lines[0] and lines[0].endswith(f"# pipectl:{proj}")
+    # the linked executable works on its own
+    r = subprocess.run([str(bindir / "pipectl"), "--project", str(proj), "validate"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("ok  every_minute"), r.stdout + r.stderr
+    # running the installer again adds nothing
+    r = subprocess.run(["sh", str(REPO / "install" / "install.sh"), "--prefix", str(prefix), "--bin-dir", str(bindir),
+                        str(proj)], capture_output=True, text=True, env=full_env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert table.read_text().splitlines() == lines
