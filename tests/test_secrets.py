@@ -87,6 +87,8 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
     text, offset = read_masked(str(hooks), spec)
     assert text == "hook saw *** and ***\n"  # ...and pipectl shows it masked
     assert offset == hooks.stat().st_size
+    r = run_cli("--project", proj, "--now", now, "logs", "sec", "--hooks", "--date", "2026-04-04", env=env)
+    assert (r.returncode, r.stdout) == (0, "hook saw *** and ***\n"), r.stderr
 
     tick_log = run_cli("--project", proj, "logs", "--tick", env=env)
     assert TOKEN not in tick_log.stdout and API_KEY not in tick_log.stdout

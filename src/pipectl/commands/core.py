@@ -388,16 +388,20 @@ def logs(ctx: typer.Context,
          date_: DateOpt = None,
          try_: Annotated[Optional[int], typer.Option("--try", min=1, help="Try number (default: the latest).")] = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the try ends.")] = False,
-         tick_: Annotated[bool, typer.Option("--tick", help="Show the tick log instead.")] = False) -> None:
-    """A try's log (or, with --tick, what recent ticks did)."""
+         tick_: Annotated[bool, typer.Option("--tick", help="Show the tick log instead.")] = False,
+         hooks: Annotated[bool, typer.Option("--hooks", help="Show the run's hook output instead (PIPELINE only).")] = False) -> None:
+    """A try's log (or, with --tick, what recent ticks did; with --hooks, what the run's hooks printed)."""
     c = get_ctx(ctx)
     if tick_:
         from .. import ticklog
 
         sys.stdout.write(ticklog.read(c.config()))
         return
+    if hooks and pipeline:
+        _print_hooks(c, c.pipeline(pipeline), date_)
+        return
     if not pipeline or not task:
-        raise UsageError("logs needs PIPELINE and TASK (or --tick)")
+        raise UsageError("logs needs PIPELINE and TASK (or --tick, or PIPELINE --hooks)")
     p = c.pipeline(pipeline)
     store = _store(c)
     try:
@@ -420,6 +424,23 @@ def logs(ctx: typer.Context,
     finally:
         if store:
             store.close()
+
+
+def _print_hooks(c, p, date_: str | None) -> None:
+    """Hooks of a run write to one hooks.log beside its task logs."""
+    from ..scheduler import log_path
+
+    store = _store(c)
+    try:
+        run = _run_for(c, store, p, date_)
+    finally:
+        if store:
+            store.close()
+    path = os.path.join(os.path.dirname(log_path(c.config(), run, "x", 1)), "hooks.log")
+    if not os.path.exists(path):
+        print(f"no hook output for {run['run_id']}", file=sys.stderr)
+        return
+    _print_log([p, _snapshot(run)], path)
 
 
 def _print_log(p, path: str, offset: int = 0) -> int:
