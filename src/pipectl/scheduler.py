@@ -121,6 +121,97 @@ def task_instance_rows(pipeline: Pipeline) -> list[tuple[str, str, int | None, s
     return rows
 
 
+class _RunView:
+    """One running run's task instances as the engine last saw them, and what it decided.
+
+    ``rows``: id -> (id, task, base, state, next_try_at). ``dirty``: bases whose trigger
+    rule must be looked at again (one of their own task instances, or an upstream one,
+    changed). ``ready``: pending task instances whose trigger rule is met, offered to
+    dispatch on every step until they leave pending (a full pool or max_parallel may
+    hold them back). A trigger rule depends only on upstream states, so a base not dirty
+    keeps its outcome.
+    """
+
+    __slots__ = ("rows", "by_base", "unfinished", "dirty", "ready", "retry", "down")
+
+    def __init__(self, tis: list[tuple], needs: dict, down: dict):
+        self.rows: dict[int, tuple] = {}
+        self.by_base: dict[str, list[int]] = {}
+        self.unfinished = 0
+        self.ready: dict[int, None] = {}  # an ordered set
+        self.retry: set[int] = set()
+        self.down = down
+        finished_bases = set()
+        for row in tis:
+            self._add(row)
+            if row[3] in TI_FINISHED:
+                finished_bases.add(row[2])
+        # With no upstream finished, no trigger rule can decide anything: only a task with
+        # no upstream, or below a finished one, needs a look.
+        self.dirty: set[str] = {b for b in self.by_base if not needs[b]}
+        for b in finished_bases:
+            self.dirty.update(down[b])
+
+    def _add(self, row: tuple) -> None:
+        self.rows[row[0]] = row
+        self.by_base.setdefault(row[2], []).append(row[0])
+        if row[3] not in TI_FINISHED:
+            self.unfinished += 1
+        if row[3] == UP_FOR_RETRY:
+            self.retry.add(row[0])
+
+    def _remove(self, ti_pk: int) -> None:
+        row = self.rows.pop(ti_pk, None)
+        if row is None:
+            return
+        self.by_base[row[2]].remove(ti_pk)
+        if row[3] not in TI_FINISHED:
+            self.unfinished -= 1
+        self.retry.discard(ti_pk)
+        self.ready.pop(ti_pk, None)
+        self._touch(row[2])
+
+    def _touch(self, base: str) -> None:
+        self.dirty.add(base)
+        self.dirty.update(self.down.get(base, ()))
+
+    def apply(self, ti_pk: int, row: tuple | None) -> None:
+        """A task instance changed: ``row`` is its current ti_states tuple, None if it is gone."""
+        self._remove(ti_pk)
+        if row is not None:
+            self._add(row)
+            self._touch(row[2])
+
+    def evaluate(self, pipeline: Pipeline, needs: dict, down: dict) -> list[tuple[int, str, str]]:
+        """Re-decide the dirty bases; returns (id, task, state) of instances settled by their
+        trigger rule (already applied here; the caller writes them)."""
+        rows, by_base, ready = self.rows, self.by_base, self.ready
+        frontier, self.dirty = self.dirty, set()
+        settled: list[tuple[int, str, str]] = []
+        while frontier:
+            base = frontier.pop()
+            pending = [i for i in by_base.get(base, ()) if rows[i][3] == PENDING]
+            if not pending:
+                continue
+            upstream = [rows[u][3] for name in needs[base] for u in by_base.get(name, ())]
+            outcome = trigger_outcome(pipeline.tasks[base].trigger_rule, upstream)
+            if outcome in (UPSTREAM_FAILED, SKIPPED):
+                for i in pending:
+                    row = rows[i]
+                    rows[i] = (i, row[1], base, outcome, row[4])
+                    self.unfinished -= 1
+                    ready.pop(i, None)
+                    settled.append((i, row[1], outcome))
+                frontier.update(down[base])  # a settled task may settle the ones below it
+            elif outcome == "ready":
+                for i in pending:
+                    ready[i] = None
+            else:
+                for i in pending:
+                    ready.pop(i, None)
+        return settled
+
+
 class Engine:
     def __init__(self, config: ProjectConfig, store: Store, clock: Clock, log: Callable[[str], None] | None = None):
         self.config = config
@@ -130,6 +221,8 @@ class Engine:
         self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
         self._specs: dict[int, Pipeline] = {}
         self._edge_cache: dict[int, tuple[dict, dict]] = {}
+        self._views: dict[int, _RunView] = {}  # running runs' task-instance states, see _views_for
+        self._dv: int | None = None  # the state file's data_version when the views were last valid
         self.stop_launching = False
         self.asset_dirty = False  # issue 5: a complete asset event was recorded by this engine
         self.boot = executor.boot_id()
@@ -238,6 +331,9 @@ class Engine:
         end = max(end, t["start"] or end)
         timed_out = bool(t["timeout"]) and exit_code in (124, 137) and end - t["start"] >= t["timeout"] - 0.05
         reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
+        if timed_out:
+            # it ran its whole limit; only the mtime's coarse clock (up to a jiffy behind) says less
+            end = max(end, t["start"] + t["timeout"])
         with self.store.tx():
             ti = self.store.task_instance(t["ti"])
             if not self.store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
@@ -302,66 +398,76 @@ class Engine:
             record(self, run, ti, task, now)
 
     # -- advancing runs ----------------------------------------------------
+    def _views_for(self, runs) -> None:
+        """Bring ``self._views`` up to date with the state file before runs are advanced.
+
+        A supervisor steps once per finished try: re-reading every task instance of a
+        1000-task run each time made a chain O(n^2). Instead each run's task-instance
+        states are kept in memory and refreshed from two change detectors: this
+        connection's own changes are logged by TEMP triggers (store.track_ti_changes),
+        and any commit by another process (a tick, a wrapper's reaper, `retry`, `mark`)
+        moves ``data_version``, which drops every view for a full re-read."""
+        store = self.store
+        if self._dv is None:
+            store.track_ti_changes(self)
+        dv = store.data_version()  # before reading anything: a later commit is seen next time
+        changes = store.take_ti_changes(self)
+        if dv != self._dv:
+            self._dv = dv
+            self._views.clear()
+            changes = []
+        live = {r["id"] for r in runs}
+        for pk in [pk for pk in self._views if pk not in live]:
+            del self._views[pk]
+        mine = [ti for ti, run in changes if run in self._views]
+        if mine:
+            fresh = {row[0]: row for row in store.ti_states_of(mine)}
+            for ti, run in changes:
+                view = self._views.get(run)
+                if view is not None:
+                    view.apply(ti, fresh.get(ti))
+
     def advance(self, run_pks: set[int] | None, report: StepReport) -> list[tuple]:
         """Settle what trigger rules decide and finish complete runs; returns launch candidates."""
-        runs = [r for r in self.store.active_runs() if r["state"] == RUNNING and (run_pks is None or r["id"] in run_pks)]
+        active = [r for r in self.store.active_runs() if r["state"] == RUNNING]
+        self._views_for(active)
+        runs = [r for r in active if run_pks is None or r["id"] in run_pks]
         candidates: list[tuple] = []
         now = self.clock.now()
         for run in runs:
             pipeline = self.spec_of(run)
-            # light (id, task, base, state, next_try_at) tuples; full rows only for the ready ones
-            tis = self.store.ti_states(run["id"])
             needs, down = self._edges(run, pipeline)
-            # Only a task with no upstream, or below a finished one, can change: looking at
-            # just those keeps a step one pass over the run instead of O(tasks x needs).
-            by_base: dict[str, list[int]] = {}
-            states: dict[int, str] = {}
-            pending: dict[str, list[int]] = {}
-            finished_bases: set[str] = set()
-            for ti_pk, _, base, state, _ in tis:
-                by_base.setdefault(base, []).append(ti_pk)
-                states[ti_pk] = state
-                if state == PENDING:
-                    pending.setdefault(base, []).append(ti_pk)
-                elif state in TI_FINISHED:
-                    finished_bases.add(base)
-            frontier = {b for b in pending if not needs[b]}
-            for b in finished_bases:
-                frontier.update(down[b])
-
-            def upstream_of(base: str) -> list[str]:
-                return [states[u] for name in needs[base] for u in by_base.get(name, ())]
-            settled: list[tuple[int, str, str]] = []
-            names = {ti[0]: ti[1] for ti in tis}
-            ready_pks = []
-            while frontier:
-                base = frontier.pop()
-                if base not in pending:
-                    continue
-                outcome = trigger_outcome(pipeline.tasks[base].trigger_rule, upstream_of(base))
-                if outcome in (UPSTREAM_FAILED, SKIPPED):
-                    for i in pending.pop(base):
-                        states[i] = outcome
-                        settled.append((i, names[i], outcome))
-                    frontier.update(down[base])  # a settled task may settle the ones below it
-                elif outcome == "ready":
-                    ready_pks.extend(pending.pop(base))
-            ready_pks.extend(ti[0] for ti in tis if ti[3] == UP_FOR_RETRY and (ti[4] or 0) <= now)
-            ready = [row for row in map(self.store.task_instance, ready_pks) if row is not None]
-            finished = not pending and all(s in TI_FINISHED for s in states.values())
+            view = self._views.get(run["id"])
+            if view is None:
+                view = self._views[run["id"]] = _RunView(self.store.ti_states(run["id"]), needs, down)
+            try:
+                settled = view.evaluate(pipeline, needs, down)
+            except BaseException:
+                self._views.pop(run["id"], None)
+                raise
+            ready_pks = list(view.ready)
+            rows = view.rows
+            ready_pks.extend(i for i in view.retry if (rows[i][4] or 0) <= now)
+            finished = view.unfinished == 0
             if settled or finished:
-                with self.store.tx():
-                    for ti_pk, name, state in settled:
-                        self.store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule")
-                        self.store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"], task=name)
-                    if finished:
-                        state = FAILED if any(s in (FAILED, UPSTREAM_FAILED) for s in states.values()) else SUCCESS
-                        cur = self.store.run(run["id"])
-                        if cur["state"] == RUNNING:
-                            self.store.set_run_state(run["id"], state, now)
-                            self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
-                            report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+                try:
+                    with self.store.tx():
+                        for ti_pk, name, state in settled:
+                            self.store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule")
+                            self.store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"],
+                                                 task=name)
+                        if finished:
+                            state = FAILED if any(r[3] in (FAILED, UPSTREAM_FAILED) for r in rows.values()) else SUCCESS
+                            cur = self.store.run(run["id"])
+                            if cur["state"] == RUNNING:
+                                self.store.set_run_state(run["id"], state, now)
+                                self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
+                                report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+                except BaseException:
+                    self._views.pop(run["id"], None)  # it holds states that were never written
+                    raise
             if not finished:
+                ready = [row for row in map(self.store.task_instance, ready_pks) if row is not None]
                 candidates.extend((run, pipeline, ti) for ti in ready)
         return candidates
 
@@ -493,10 +599,14 @@ class Engine:
         check_slas(self, report)
         return report
 
-    def collect_children(self) -> None:
+    def collect_children(self) -> int:
+        """Forget the children that have exited; returns how many did."""
+        ended = 0
         for pid, proc in list(self.children.items()):
             if proc.poll() is not None:  # type: ignore[attr-defined]
                 del self.children[pid]
+                ended += 1
+        return ended
 
     def next_wakeup(self) -> float | None:
         """Epoch of the earliest retry (or sensor poke) that is waiting on time."""
@@ -517,11 +627,13 @@ class Engine:
         try:
             while True:
                 self.step(report)
-                self.collect_children()
+                ended = self.collect_children()
                 if on_progress is not None:  # e.g. backfill's progress bar; called between steps
                     on_progress()
                 if self._done(run_pks):
                     break
+                if ended:
+                    continue  # a try ended after this step's reap: record it now, not a poll later
                 fds = {}
                 for pid in list(self.children):
                     try:

@@ -30,7 +30,11 @@ def check(engine, report=None) -> int:
     found = 0
     for run in store.active_runs():
         pipeline = engine.spec_of(run)
-        task_slas = {n: t.sla for n, t in pipeline.tasks.items() if t.sla}
+        # a run's spec snapshot never changes: one pass over its tasks per run, not per engine step
+        cache = engine.__dict__.setdefault("_sla_tasks", {})
+        task_slas = cache.get(run["id"])
+        if task_slas is None:
+            task_slas = cache[run["id"]] = {n: t.sla for n, t in pipeline.tasks.items() if t.sla}
         if not pipeline.sla and not task_slas:
             continue
         start = anchor(run)

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
@@ -199,6 +200,7 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
         self._depth = 0
+        self._ti_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see track_ti_changes
 
     # -- schema ----------------------------------------------------------
     def _migrate(self, fresh: bool) -> None:
@@ -505,6 +507,51 @@ class Store:
         cur.row_factory = None
         return cur.execute("SELECT id, task, base, state, next_try_at FROM task_instances WHERE run = ? ORDER BY id",
                            (run_pk,)).fetchall()
+
+    # -- incremental advance: what changed since an engine last looked -------------
+    def track_ti_changes(self, reader: object) -> None:
+        """Log this connection's own task-instance inserts, updates and deletes for ``reader``
+        (see take_ti_changes). TEMP triggers and table: private to this connection, nothing is
+        written to the state file, and a rolled-back change rolls its log entry back with it.
+        Changes committed by other connections are seen through ``data_version`` instead."""
+        if reader in self._ti_readers:
+            return
+        self._ti_readers[reader] = []
+        c = self.conn
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS ti_changes(ti INTEGER NOT NULL, run INTEGER NOT NULL)")
+        for event, row in (("insert", "new"), ("update", "new"), ("delete", "old")):
+            c.execute(f"CREATE TEMP TRIGGER IF NOT EXISTS ti_changes_{event} AFTER {event.upper()} ON main.task_instances "
+                      f"BEGIN INSERT INTO ti_changes(ti, run) VALUES ({row}.id, {row}.run); END")
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (any process) commits to the state file;
+        never for this connection's own commits."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def take_ti_changes(self, reader: object) -> list[tuple[int, int]]:
+        """(ti id, run) of this connection's task-instance changes since ``reader`` last asked
+        (each reader, e.g. two engines on one store, gets every change once)."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        rows = cur.execute("SELECT DISTINCT ti, run FROM temp.ti_changes").fetchall()
+        if rows:
+            cur.execute("DELETE FROM temp.ti_changes")
+            for pending in self._ti_readers.values():
+                pending.extend(rows)
+        mine = self._ti_readers[reader]
+        self._ti_readers[reader] = []
+        return mine
+
+    def ti_states_of(self, ti_pks: list[int]) -> list[tuple]:
+        """``ti_states`` tuples (id, task, base, state, next_try_at) of the given task instances (gone ones are left out)."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        out: list[tuple] = []
+        for i in range(0, len(ti_pks), 500):
+            chunk = ti_pks[i:i + 500]
+            out += cur.execute("SELECT id, task, base, state, next_try_at FROM task_instances WHERE id IN (%s)"
+                               % ",".join("?" * len(chunk)), chunk).fetchall()
+        return out
 
     def earliest_wakeup(self) -> float | None:
         """The earliest time a task instance of an active run waits for: a retry's next_try_at or a
