@@ -223,6 +223,7 @@ class Engine:
         self._edge_cache: dict[int, tuple[dict, dict]] = {}
         self._views: dict[int, _RunView] = {}  # running runs' task-instance states, see _views_for
         self._dv: int | None = None  # the state file's data_version when the views were last valid
+        self._recorded: set[int] = set()  # pids of our wrappers whose try _finish recorded
         self.stop_launching = False
         self.asset_dirty = False  # issue 5: a complete asset event was recorded by this engine
         self.boot = executor.boot_id()
@@ -332,8 +333,9 @@ class Engine:
         timed_out = bool(t["timeout"]) and exit_code in (124, 137) and end - t["start"] >= t["timeout"] - 0.05
         reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
         if timed_out:
-            # it ran its whole limit; only the mtime's coarse clock (up to a jiffy behind) says less
-            end = max(end, t["start"] + t["timeout"])
+            # it ran its whole limit, after the wrapper and timeout(1) took over a millisecond to
+            # start; only the mtime's coarse clock (up to a jiffy behind) says less
+            end = max(end, t["start"] + t["timeout"] + 0.001)
         with self.store.tx():
             ti = self.store.task_instance(t["ti"])
             if not self.store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
@@ -341,6 +343,8 @@ class Engine:
                 return
             hook = self._settle(run, ti, task, exit_code, reason, end, report)
         executor.discard_status(t["status_path"])
+        if t["pid"] in self.children:
+            self._recorded.add(t["pid"])
         report.reaped.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']} exit {exit_code}")
         self._hook(hook, run, pipeline, ti, t, exit_code)
 
@@ -600,12 +604,16 @@ class Engine:
         return report
 
     def collect_children(self) -> int:
-        """Forget the children that have exited; returns how many did."""
+        """Forget the children that have exited; returns how many did whose try is not recorded yet
+        (a wrapper reaped in this very step needs no second step)."""
         ended = 0
         for pid, proc in list(self.children.items()):
             if proc.poll() is not None:  # type: ignore[attr-defined]
                 del self.children[pid]
-                ended += 1
+                if pid in self._recorded:
+                    self._recorded.discard(pid)
+                else:
+                    ended += 1
         return ended
 
     def next_wakeup(self) -> float | None:
