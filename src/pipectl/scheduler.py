@@ -59,16 +59,33 @@ class StepReport:
     finished_runs: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)  # issue 6: retention, in the tick log
 
-    def merge(self, other: "StepReport") -> None:
+    def __post_init__(self) -> None:
+        # every list also writes to one timeline, so the report reads in the order things happened
+        self._timeline: list[tuple[str, str]] = []
         for name in self.__dataclass_fields__:
-            getattr(self, name).extend(getattr(other, name))
+            setattr(self, name, _Entries(name, self._timeline, getattr(self, name)))
+
+    def merge(self, other: "StepReport") -> None:
+        for kind, item in other._timeline:
+            getattr(self, kind).append(item)
 
     def lines(self) -> list[str]:
-        out = []
-        for name in self.__dataclass_fields__:
-            for item in getattr(self, name):
-                out.append(f"{name.replace('_', ' ')}: {item}")
-        return out
+        return [f"{kind.replace('_', ' ')}: {item}" for kind, item in self._timeline]
+
+
+class _Entries(list):
+    def __init__(self, kind: str, timeline: list, items=()):
+        super().__init__()
+        self._kind, self._timeline = kind, timeline
+        self.extend(items)
+
+    def append(self, item: str) -> None:
+        super().append(item)
+        self._timeline.append((self._kind, item))
+
+    def extend(self, items) -> None:
+        for item in items:
+            self.append(item)
 
 
 def trigger_outcome(rule: str, upstream: list[str]) -> str | None:
