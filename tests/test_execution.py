@@ -205,3 +205,27 @@ def test_a_task_that_cannot_start_fails_with_its_reason_in_the_log(tmp_path):
     out = ok(root, "logs", "p", "nocwd").stdout
     assert "could not start" in out and "nowhere" in out
     assert "/no/such/binary" in ok(root, "logs", "p", "nobin").stdout
+
+
+def test_a_tick_forgets_supervisors_that_died_without_unregistering(tmp_path):
+    """A stale pid file (its process gone, or the pid reused by another process) would make every
+    wrapper leave reaping to someone who is not there; the next tick removes it."""
+    import os
+    import subprocess
+
+    root = make_project(tmp_path, {"p": 'tasks:\n  a: {run: "true"}\n'})
+    sups = root / ".pipectl" / "supervisors"
+    sups.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (sups / str(dead.pid)).write_text("12345")  # gone
+    (sups / str(os.getpid())).write_text("1")  # pid alive, but a different process start time: reused
+    from pipectl.executor import process_start
+
+    ok(root, "tick")
+    assert sorted(p.name for p in sups.iterdir()) == []
+    # a live supervisor's own file (right start time) stays; a dead one beside it goes
+    (sups / str(os.getpid())).write_text(process_start(os.getpid()))
+    (sups / str(dead.pid)).write_text("12345")
+    ok(root, "--now", "2026-04-05T03:00:00Z", "tick")  # --now: the full tick, not the no-op fast path
+    assert [p.name for p in sups.iterdir()] == [str(os.getpid())]

@@ -711,8 +711,34 @@ def register_supervisor(config: ProjectConfig) -> str:
     d = supervisors_dir(config)
     os.makedirs(d, mode=0o700, exist_ok=True)
     path = os.path.join(d, str(os.getpid()))
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (executor.process_start(os.getpid()) or "").encode())
+    finally:
+        os.close(fd)
     return path
+
+
+def forget_dead_supervisors(config: ProjectConfig) -> int:
+    """Remove the pid files of supervisors killed before they could: a reused pid would
+    otherwise look alive to every wrapper, which would then leave reaping to the next tick."""
+    d = supervisors_dir(config)
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return 0
+    gone = 0
+    for name in names:
+        path = os.path.join(d, name)
+        try:
+            with open(path) as f:
+                started = f.read().strip()
+        except OSError:
+            continue
+        if not name.isdigit() or executor.process_start(int(name)) != started:
+            unregister_supervisor(path)
+            gone += 1
+    return gone
 
 
 def unregister_supervisor(path: str) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, time as dtime, timezone
 from pathlib import Path
 
 from .model import CronSchedule, EverySchedule, Pipeline, ProjectConfig
-from .scheduler import Clock, Engine, StepReport, iso
+from .scheduler import Clock, Engine, StepReport, forget_dead_supervisors, iso
 from .store import Store, loads
 
 UTC = timezone.utc
@@ -166,6 +166,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 touched |= set(hook(engine, pipelines, rows, now_dt, result.report))
             with store.tx():
                 store.set_meta("last_tick", repr(now))
+            forget_dead_supervisors(config)
             engine.step(result.report)
             _retention(config, store, now, result.report)
             if wait:
