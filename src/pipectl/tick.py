@@ -140,6 +140,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
         result = TickResult()
         now = clock.now()
         try:
+            forget_dead_supervisors(config)
             if _nothing_to_do(config, store, now):
                 result.fast = True
                 with store.tx():
@@ -166,7 +167,6 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 touched |= set(hook(engine, pipelines, rows, now_dt, result.report))
             with store.tx():
                 store.set_meta("last_tick", repr(now))
-            forget_dead_supervisors(config)
             engine.step(result.report)
             _retention(config, store, now, result.report)
             if wait:
