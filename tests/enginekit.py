@@ -53,6 +53,12 @@ def q(root, sql: str, args=()) -> list[sqlite3.Row]:
         conn.close()
 
 
+def counts(root, task) -> list[str]:
+    """What a counting task appended to counts/TASK: one word per time its command ran."""
+    p = Path(root) / "counts" / task
+    return p.read_text().split() if p.exists() else []
+
+
 def tries(root, pipeline: str | None = None) -> list[sqlite3.Row]:
     """Every try with its run's ds and its task instance's name, in start order."""
     sql = """SELECT tries.*, task_instances.task AS task, runs.ds AS ds, runs.pipeline AS pipeline

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from enginekit import counts, q  # noqa: F401  (state reads shared by the engine tests)
 from conftest import cli_env, make_project, run_cli
 
 NY = ZoneInfo("America/New_York")
@@ -50,20 +51,6 @@ def ok(root, *args, **kw):
     r = cli(root, *args, **kw)
     assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     return r
-
-
-def q(root, sql, args=()):
-    conn = sqlite3.connect(str(root / ".pipectl" / "state.db"))
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
-def counts(root, task) -> list[str]:
-    p = root / "counts" / task
-    return p.read_text().split() if p.exists() else []
 
 
 def runs_by_ds(root, pipeline="daily") -> dict[str, sqlite3.Row]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from enginekit import counts, q  # noqa: F401  (state reads shared by the engine tests)
 from conftest import make_project, run_cli
 
 SPEC = """\
@@ -43,20 +44,6 @@ def ok(root, *args, **kw):
     r = cli(root, *args, **kw)
     assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     return r
-
-
-def q(root, sql, args=()):
-    conn = sqlite3.connect(str(root / ".pipectl" / "state.db"))
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
-
-
-def counts(root, task) -> list[str]:
-    p = root / "counts" / task
-    return p.read_text().split() if p.exists() else []
 
 
 def tis(root, ds=DS) -> dict[str, sqlite3.Row]:
