@@ -174,8 +174,10 @@ def _dumps(obj: Any) -> str:
 class Store:
     """One connection to the state file. Not thread-safe; one per process."""
 
-    def __init__(self, path: str, create: bool = True):
+    def __init__(self, path: str, create: bool = True, readonly: bool = False):
+        """``readonly``: viewers (the live view) open the file so that no write can ever happen."""
         self.path = path
+        self.readonly = readonly
         # an empty file is what a crash between create and schema leaves: treat it as new
         exists = os.path.exists(path) and os.path.getsize(path) > 0
         if not exists and not create:
@@ -189,7 +191,8 @@ class Store:
         else:
             _check_header(path)
         try:
-            self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            target, uri = (_readonly_uri(path), True) if readonly else (path, False)
+            self.conn = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False, uri=uri)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA busy_timeout = 30000")
             self.conn.execute("PRAGMA foreign_keys = ON")
@@ -210,6 +213,8 @@ class Store:
         if app_id == APP_ID and version == len(MIGRATIONS):
             return
         self._refuse_foreign(app_id, version)  # before WAL mode rewrites the file's header
+        if self.readonly:
+            raise StateError(f"{self.path} has an older schema; any writing command (e.g. `pipectl tick`) upgrades it")
         if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             c.execute("PRAGMA journal_mode = WAL")
         # Decide under the write lock: a second process opening a brand-new file while
@@ -705,6 +710,18 @@ class Store:
                WHERE ti.state IN ('pending', 'running', 'up_for_retry') GROUP BY runs.pipeline, ti.state"""
         )
 
+    def recent_failures(self, limit: int, pipeline: str | None = None) -> list[sqlite3.Row]:
+        """Failed task instances, the latest to end first, each with its run and the log of its last try."""
+        sql = """SELECT ti.task, ti.try_number, ti.exit_code, ti.reason, ti.end, runs.pipeline, runs.run_id, runs.ds,
+                        runs.logical_date,
+                        (SELECT log_path FROM tries WHERE tries.ti = ti.id ORDER BY try_number DESC LIMIT 1) AS log_path
+                 FROM task_instances ti JOIN runs ON runs.id = ti.run WHERE ti.state = 'failed'"""
+        args: list = []
+        if pipeline is not None:
+            sql += " AND runs.pipeline = ?"
+            args.append(pipeline)
+        return self._q(sql + " ORDER BY ti.end DESC, ti.id DESC LIMIT ?", [*args, limit])
+
     def sla_miss_counts(self) -> dict[str, int] | None:
         """Misses per pipeline, or None when this state file has no SLA table."""
         if not self.has_table("sla_misses"):
@@ -721,6 +738,12 @@ def _statements(script: str) -> list[str]:
             out.append(buf.strip())
             buf = ""
     return out
+
+
+def _readonly_uri(path: str) -> str:
+    from urllib.parse import quote  # only viewers pay for it, never the tick
+
+    return f"file:{quote(os.path.abspath(path))}?mode=ro"
 
 
 def _check_header(path: str) -> None:
