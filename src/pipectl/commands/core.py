@@ -147,9 +147,18 @@ def run(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, param:
     _trigger(ctx, pipeline, date_, param, wait)
 
 
+WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Live view, redrawn until Ctrl-C: running tries, "
+                                          "why tasks wait, SLA countdowns, last failures.")]
+IntervalOpt = Annotated[float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Redraw every SECONDS (--watch).")]
+OnceOpt = Annotated[bool, typer.Option("--once", help="Draw the live view once and exit (implies --watch).")]
+
+
 @app.command()
-def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument(metavar="[PIPELINE]")] = None) -> None:
+def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument(metavar="[PIPELINE]")] = None,
+           watch: WatchOpt = False, interval: IntervalOpt = 1.0, once: OnceOpt = False) -> None:
     """Pipelines at a glance: schedule, last run, next run, recent runs, last tick."""
+    if watch or once:
+        return _watch(ctx, pipeline, interval, once)
     from ..views import next_runs, run_object
 
     c = get_ctx(ctx)
@@ -195,6 +204,26 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
     if stale and any(o["valid"] and o["schedule"] and "trigger or backfill only" not in o["schedule"] for o in out):
         when = "never" if last_tick is None else f"{int(tick_age)}s ago"
         _warn(c, f"ticks have stopped arriving (last tick: {when}); is the crontab line or timer installed? see `pipectl doctor`")
+
+
+@app.command()
+def top(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument(metavar="[PIPELINE]")] = None,
+        interval: IntervalOpt = 1.0, once: OnceOpt = False) -> None:
+    """Live view (same as `status --watch`): running tries, why tasks wait, SLA countdowns, last failures."""
+    _watch(ctx, pipeline, interval, once)
+
+
+def _watch(ctx, pipeline: str | None, interval: float, once: bool) -> None:
+    from ..live import watch
+
+    c = get_ctx(ctx)
+    if c.json:
+        raise UsageError("--json does not go with a live view; use `pipectl status --json`")
+    if pipeline is not None:
+        loaded = c.load()
+        if pipeline not in loaded.invalid:
+            c.pipeline(pipeline)
+    watch(c.config(), _clock(c).now, c.console(), interval=interval, pipeline=pipeline, once=once)
 
 
 def _sla_count(store, name: str) -> int:
