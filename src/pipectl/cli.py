@@ -231,6 +231,10 @@ def iso(dt: datetime | None) -> str | None:
 PipelineArg = Annotated[str, typer.Argument(metavar="PIPELINE", help="Pipeline name.", show_default=False)]
 DateOpt = Annotated[Optional[str], typer.Option("--date", "-d", metavar="D",
                                                 help="Logical date: YYYY-MM-DD (ds) or ISO 8601 datetime.")]
+RunIdOpt = Annotated[Optional[str], typer.Option("--run-id", metavar="ID", help="The run with this run id.")]
+AtOpt = Annotated[Optional[str], typer.Option("--at", metavar="DATETIME",
+                                              help="The run at this logical datetime (ISO 8601; naive = the "
+                                                   "pipeline's timezone), or HH:MM on --date's day.")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Drive the work to the end before returning.")]
 CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, help="How many.")]
 LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")]
@@ -324,11 +328,21 @@ def graph(
     ctx: typer.Context,
     pipeline: PipelineArg,
     date_: DateOpt = None,
+    at: AtOpt = None,
+    run_id: RunIdOpt = None,
 ) -> None:
     """Draw a pipeline's tasks in dependency layers (coloured by state with --date)."""
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
-    states = task_states(c, p, parse_date_arg(date_, tz=p.timezone)) if date_ else None
+    states = None
+    if date_ or at or run_id:
+        # a run is drawn as it ran: its own snapshot, even if today's spec is broken or different
+        from .runref import history, snapshot_pipeline
+
+        run = find_run(c, history(c, pipeline).pipeline, date_, run_id=run_id, at=at)
+        p = snapshot_pipeline(run)
+        states = task_states(c, run)
+    else:
+        p = c.pipeline(pipeline)
     from . import render
 
     if c.json:
@@ -337,12 +351,8 @@ def graph(
     c.console().print(render.graph(p, states))
 
 
-def task_states(c: Ctx, pipeline: "Pipeline", when: date | datetime) -> dict[str, str]:
-    """Task instance id (``task`` or ``task[i]``) -> state, for the run of ``pipeline`` at ``when``.
-
-    A ``date`` matches the run by ``ds``; a datetime by logical date. Read-only.
-    """
-    run = find_run(c, pipeline, when)
+def task_states(c: Ctx, run) -> dict[str, str]:
+    """Task instance id (``task`` or ``task[i]``) -> state, for ``run``. Read-only."""
     store = open_state(c)
     try:
         return {ti["task"]: ti["state"] for ti in store.task_instances(run["id"])}
@@ -357,22 +367,18 @@ def open_state(c: Ctx, create: bool = False):
     return Store(c.config().state_db, create=create)
 
 
-def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime):
-    """The run row of ``pipeline`` for ``when`` (see :func:`parse_date_arg`); UsageError if none."""
-    store = open_state(c)
+def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime | str | None, run_id: str | None = None,
+             at: str | None = None):
+    """The run row of ``pipeline`` named by ``when`` (``--date``), ``at`` or ``run_id``; UsageError if none
+    or if a ds matches several runs (see :func:`pipectl.runref.find_run`)."""
+    from .runref import find_run as resolve
+
+    store = open_state(c) if os.path.exists(c.config().state_db) else None
     try:
-        if isinstance(when, datetime):
-            run = store.run_by_date(pipeline.name, when.astimezone(timezone.utc).isoformat())
-            label = when.isoformat()
-        else:
-            rows = store.runs_by_ds(pipeline.name, when.isoformat())
-            run = rows[-1] if rows else None
-            label = when.isoformat()
+        return resolve(store, pipeline, when, run_id=run_id, at=at)
     finally:
-        store.close()
-    if run is None:
-        raise UsageError(f"no run of {pipeline.name} for {label} (see `pipectl runs {pipeline.name}`)")
-    return run
+        if store is not None:
+            store.close()
 
 
 @app.command()

@@ -88,7 +88,7 @@ def worst(states: Iterable[str]) -> str | None:
 def grid_data(pipeline: Any, runs: list[Any], tis: list[Any], now: float | None = None) -> dict:
     """Dates x tasks: one entry per run (oldest first) with each task's state.
 
-    Columns are the pipeline's tasks in file order, then any task only older runs
+    Columns are the pipeline's tasks in DAG order, then any task only older runs
     had; a mapped task's instances fold into their worst state.
     """
     by_run: dict[int, dict[str, list[str]]] = {}
@@ -97,7 +97,9 @@ def grid_data(pipeline: Any, runs: list[Any], tis: list[Any], now: float | None 
         by_run.setdefault(ti["run"], {}).setdefault(ti["base"], []).append(ti["state"])
         if ti["base"] not in pipeline.tasks and ti["base"] not in extra:
             extra.append(ti["base"])
-    columns = [*pipeline.tasks, *extra]
+    from .views import dag_order
+
+    columns = [*dag_order(pipeline, list(pipeline.tasks)), *extra]
     ordered = sorted(runs, key=lambda r: r["logical_date"])
     slow = flag_creep(ordered, now)
     per_ds: dict[str, int] = {}

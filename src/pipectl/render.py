@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -129,16 +129,104 @@ def table(*columns: str, title: str | None = None, right: Iterable[str] = ()) ->
     from rich.table import Table
 
     right = set(right)
-    t = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+    t = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False, padding=(0, 1, 0, 0),
               show_edge=False, title_justify="left", expand=False)
     for c in columns:
-        t.add_column(c, justify="right" if c in right else "left", no_wrap=False)
+        # fold, never cut: a time or a path cut to "2026-12-02T00…" is useless
+        t.add_column(c, justify="right" if c in right else "left", no_wrap=False, overflow="fold")
     return t
 
 
-def dash(value: Any) -> str:
+def narrow(console: Console) -> bool:
+    """Below 80 columns the wide tables give way to one block per item."""
+    return console.width < 80
+
+
+def dash(value: Any = None) -> str:
     """Empty cells print as ``-`` so columns stay readable."""
     return "-" if value is None or value == "" else str(value)
+
+
+# --------------------------------------------------------------------------- times and paths
+
+def _aware(value: Any) -> datetime | None:
+    """An ISO string, an epoch or a datetime as an aware datetime (None stays None)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def local_time(value: Any, tz: str | None = None, now: datetime | None = None, seconds: bool = False,
+               date: bool = True, year: bool = False) -> str:
+    """A compact wall-clock time in ``tz`` (the pipeline's zone): ``04-03 02:00``.
+
+    The year shows only when it differs from ``now``'s; tables stay narrow and the
+    time of day always survives. ``-`` for no time.
+    """
+    dt = _aware(value)
+    if dt is None:
+        return "-"
+    if tz:
+        from zoneinfo import ZoneInfo
+
+        try:
+            dt = dt.astimezone(ZoneInfo(tz))
+        except Exception:  # an unknown zone in an old snapshot: UTC is still the truth
+            dt = dt.astimezone(timezone.utc)
+    clock = dt.strftime("%H:%M:%S" if seconds else "%H:%M")
+    if not date:
+        return clock
+    ref = _aware(now) or datetime.now(timezone.utc)
+    day = dt.strftime("%m-%d") if not year and dt.year == ref.astimezone(dt.tzinfo).year else dt.strftime("%Y-%m-%d")
+    return f"{day} {clock}"
+
+
+def human_age(seconds: float | None) -> str:
+    """A duration as people say it: ``45s``, ``3m``, ``5h12m``, ``240d``."""
+    if seconds is None:
+        return "-"
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h{m:02d}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    if d >= 10:  # at this scale hours are noise: the nearest day
+        return f"{round(s / 86400)}d"
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+def ago(value: Any, now: datetime) -> str:
+    """``3m ago`` / ``in 5h`` relative to ``now``."""
+    dt = _aware(value)
+    if dt is None:
+        return "-"
+    delta = (now - dt).total_seconds()
+    return f"{human_age(delta)} ago" if delta >= 0 else f"in {human_age(delta)}"
+
+
+def short_path(path: str | None, base: Any = None) -> str:
+    """A log path to copy: relative to ``base`` (the working directory) when under it,
+    else whole. Never cut."""
+    if not path:
+        return "-"
+    if base is not None:
+        try:
+            rel = os.path.relpath(os.path.realpath(path), os.path.realpath(str(base)))
+        except ValueError:
+            return path
+        if not rel.startswith(".."):
+            return rel
+    return path
 
 
 # --------------------------------------------------------------------------- graph

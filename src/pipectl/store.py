@@ -339,6 +339,9 @@ class Store:
     def run_by_date(self, pipeline: str, logical_date: str) -> sqlite3.Row | None:
         return self._one("SELECT * FROM runs WHERE pipeline = ? AND logical_date = ?", (pipeline, logical_date))
 
+    def run_by_run_id(self, pipeline: str, run_id: str) -> sqlite3.Row | None:
+        return self._one("SELECT * FROM runs WHERE pipeline = ? AND run_id = ?", (pipeline, run_id))
+
     def runs_by_ds(self, pipeline: str, ds: str) -> list[sqlite3.Row]:
         return self._q("SELECT * FROM runs WHERE pipeline = ? AND ds = ? ORDER BY logical_date", (pipeline, ds))
 

@@ -36,8 +36,45 @@ def run_object(store: Store, run, tis=None) -> dict:
     }
 
 
-def run_detail(store: Store, run) -> dict:
-    """``show``: the run object plus every try and the run's events."""
+def topo_order(pipeline: Pipeline) -> list[str]:
+    """The pipeline's tasks in a stable topological order: file order, except that a task
+    never comes before its upstreams (a file already in order reads unchanged)."""
+    tasks = pipeline.tasks
+    placed: list[str] = []
+    done: set[str] = set()
+    todo = list(tasks)
+    while todo:
+        for name in todo:
+            if all(u in done or u not in tasks for u in tasks[name].needs):
+                break
+        else:  # a cycle (never in a validated spec): keep file order rather than loop
+            name = todo[0]
+        todo.remove(name)
+        placed.append(name)
+        done.add(name)
+    return placed
+
+
+def dag_order(pipeline: Pipeline | None, names: list[str]) -> list[str]:
+    """Task instance names in DAG order (:func:`topo_order`); a mapped task's instances
+    ``t[0]``, ``t[1]`` stay together in index order; names the pipeline does not know
+    keep their place at the end."""
+    if pipeline is None:
+        return list(names)
+    rank = {name: i for i, name in enumerate(topo_order(pipeline))}
+
+    def key(item):
+        pos, name = item
+        base, _, rest = name.partition("[")
+        idx = int(rest.rstrip("]")) if rest.rstrip("]").isdigit() else -1
+        return (rank.get(base, len(rank)), pos if base not in rank else 0, idx)
+
+    return [name for _, name in sorted(enumerate(names), key=key)]
+
+
+def run_detail(store: Store, run, pipeline: Pipeline | None = None) -> dict:
+    """``show``: the run object plus every try and the run's events; task instances in the
+    DAG order of ``pipeline`` (the run's own snapshot) when given."""
     obj = run_object(store, run)
     tries_by_ti: dict[int, list] = {}
     for t in store.tries_for_run(run["id"]):
@@ -46,11 +83,12 @@ def run_detail(store: Store, run) -> dict:
             "duration": (t["end"] - t["start"]) if t["end"] and t["start"] else None,
             "exit_code": t["exit_code"], "reason": t["reason"], "log": t["log_path"],
         })
+    tis = {ti["task"]: ti for ti in store.task_instances(run["id"])}
     obj["task_instances"] = [{
         "task": ti["task"], "state": ti["state"], "tries": ti["try_number"], "exit_code": ti["exit_code"],
         "reason": ti["reason"], "start": ts(ti["start"]), "end": ts(ti["end"]),
         "next_try_at": ts(ti["next_try_at"]), "try_log": tries_by_ti.get(ti["id"], []),
-    } for ti in store.task_instances(run["id"])]
+    } for ti in (tis[name] for name in dag_order(pipeline, list(tis)))]
     obj["events"] = [{"ts": ts(e["ts"]), "kind": e["kind"], "task": e["task"], "message": e["message"]}
                      for e in store.events_for_run(run["id"])]
     return obj

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import (CountOpt, DateOpt, LimitOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, parse_date_arg,
+from ..cli import (AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, parse_date_arg,
                    parse_params, schedule_words)
 from ..errors import PipectlError, UsageError
 
@@ -182,6 +182,7 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
             out.append({
                 "name": name, "valid": p is not None, "paused": bool(row["paused"]) if row else False,
                 "schedule": schedule_words(p) if p else None,
+                "timezone": p.timezone if p else c.config().timezone,
                 "errors": [str(e) for e in loaded.invalid.get(name, [])],
                 "next_run": nxt[0]["fire_time"] if nxt else None,
                 "last_run": run_object(store, last) if last else None,
@@ -200,9 +201,11 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
 
         print_json(out)
     else:
-        _print_status(c, out, last_tick, tick_age, late)
+        _print_status(c, out, last_tick, tick_age, late, now)
     if stale and any(o["valid"] and o["schedule"] and "trigger or backfill only" not in o["schedule"] for o in out):
-        when = "never" if last_tick is None else f"{int(tick_age)}s ago"
+        from ..render import human_age
+
+        when = "never" if last_tick is None else f"{human_age(tick_age)} ago"
         _warn(c, f"ticks have stopped arriving (last tick: {when}); is the crontab line or timer installed? see `pipectl doctor`")
 
 
@@ -250,50 +253,106 @@ def _late_assets(c, loaded, now) -> list:
         store.close()
 
 
-def _print_status(c, out, last_tick, tick_age, late) -> None:
+def _print_status(c, out, last_tick, tick_age, late, now) -> None:
     from .. import render
     from ..durations import format_duration
 
     con = c.console()
-    t = render.table("pipeline", "schedule", "paused", "last run", "duration", "next run", "recent")
+    if not out:
+        con.print(f"no pipelines found (globs: {', '.join(c.config().pipelines)}); `pipectl validate` checks them")
+    cells = []
+    for o in out:
+        tz = o["timezone"]
+        lr = o["last_run"]
+        last = render.state_text(lr["state"], f"{render.local_time(lr['logical_date'], tz, now)} {lr['state']}") \
+            if lr else render.dash()
+        took = format_duration(lr["duration"]) if lr and lr["duration"] else render.dash()
+        nxt = render.dash()
+        if o["next_run"]:
+            nxt = f"{render.local_time(o['next_run'], tz, now)} ({render.ago(o['next_run'], now)})"
+        sched = render.state_text("invalid", "invalid spec") if not o["valid"] else o["schedule"]
+        cells.append((o["name"], sched, "yes" if o["paused"] else "no", last, took, nxt,
+                      render.state_cells(o["recent"], con)))
+    if out and render.narrow(con):
+        # a table of seven columns cannot fit: one block per pipeline, every fact whole
+        from rich.text import Text
+
+        for name, sched, paused, last, took, nxt, recent in cells:
+            con.print(Text.assemble((name, "bold"), "  ", sched, ("  paused" if paused == "yes" else "")))
+            con.print(Text.assemble("  last ", last, f" ({took})" if took != "-" else "", "  recent ", recent))
+            if nxt != "-":
+                con.print(f"  next {nxt}", markup=False)
+    elif out:
+        from rich.text import Text
+
+        t = render.table("pipeline", "schedule", "last run", "took", "next run", "recent")
+        for name, sched, paused, last, took, nxt, recent in cells:
+            if paused == "yes":
+                sched = Text.assemble(sched, ("  paused", "yellow"))
+            t.add_row(name, sched, last, took, nxt, recent)
+        con.print(t)
     for o in out:
         if not o["valid"]:
-            t.add_row(o["name"], render.state_text("failed", "invalid spec"), "", "", "", "", o["errors"][0] if o["errors"] else "")
-            continue
-        lr = o["last_run"]
-        last = f"{lr['ds']} " if lr else ""
-        t.add_row(o["name"], o["schedule"], "yes" if o["paused"] else "no",
-                  render.state_text(lr["state"], last + lr["state"]) if lr else render.dash(),
-                  format_duration(lr["duration"]) if lr and lr["duration"] else render.dash(),
-                  o["next_run"] or render.dash(), render.state_cells(o["recent"]))
-    con.print(t)
+            # whole, on its own line: the first error is what to fix, and it names FILE:LINE:COL
+            first = o["errors"][0] if o["errors"] else "spec file removed"
+            more = f" (and {len(o['errors']) - 1} more; `pipectl validate`)" if len(o["errors"]) > 1 else ""
+            con.print(f"{o['name']} is invalid (new runs wait for a fix; history stays readable): {first}{more}",
+                      soft_wrap=True, markup=False)
     for o in out:
         if o["sla_misses"]:
-            con.print(f"{o['name']}: {o['sla_misses']} SLA miss(es); see `pipectl show`")
+            con.print(f"{o['name']}: {o['sla_misses']} SLA miss(es); see `pipectl show {o['name']}`", markup=False)
     for item in late:
-        con.print(f"late asset: {item}")
-    when = "never" if last_tick is None else f"{datetime.fromtimestamp(float(last_tick), UTC).isoformat()} ({int(tick_age)}s ago)"
-    con.print(f"last tick: {when}")
+        con.print(_late_words(item, now), soft_wrap=True, markup=False)
+    tz = c.config().timezone
+    when = "never" if last_tick is None else \
+        f"{render.local_time(float(last_tick), tz, now, seconds=True)} {tz} ({render.ago(float(last_tick), now)})"
+    con.print(f"last tick: {when}", markup=False)
 
 
-def _run_for(c, store, p, date_: str | None):
-    """The run named by --date, else the latest one."""
-    if store is None:
-        raise UsageError(f"{p.name} has no runs yet")
-    if date_:
-        when = parse_date_arg(date_, tz=p.timezone)
-        if isinstance(when, datetime):
-            run = store.run_by_date(p.name, when.isoformat())
-        else:
-            rows = store.runs_by_ds(p.name, when.isoformat())
-            run = rows[-1] if rows else None
-        if run is None:
-            raise UsageError(f"no run of {p.name} for {date_} (see `pipectl runs {p.name}`)")
-        return run
-    run = store.last_run(p.name)
-    if run is None:
-        raise UsageError(f"{p.name} has no runs yet")
-    return run
+def _late_words(item, now) -> str:
+    from .. import render
+
+    if not isinstance(item, dict):
+        return f"late asset: {item}"
+    tz = item.get("timezone")
+    last = item.get("last_update")
+    return (f"late asset: {item.get('asset')} (from {item.get('pipeline')}): ds {item.get('ds')} was due "
+            f"{render.local_time(item.get('due'), tz, now)} {tz or ''}".rstrip() +
+            f"; last update {render.ago(last, now) if last else 'never'}")
+
+
+def _run_for(c, store, p, date_: str | None, run_id: str | None = None, at: str | None = None):
+    """The run named by --run-id, --at or --date, else the latest one (see runref.find_run)."""
+    from ..runref import find_run
+
+    return find_run(store, p, date_, run_id=run_id, at=at)
+
+
+def _run_or_none(c, store, p, date_, run_id=None, at=None):
+    """Like :func:`_run_for`, but a pipeline without runs (and nothing named) is an answer, not an error:
+    it says so on stderr and the command exits 0."""
+    from ..runref import NoRuns
+
+    try:
+        return _run_for(c, store, p, date_, run_id, at)
+    except NoRuns as e:
+        if c.json:
+            from ..render import print_json
+
+            print_json(None)
+        print(str(e), file=sys.stderr)
+        return None
+
+
+def _history(c, name: str):
+    """The pipeline for commands on existing runs: today's spec, or the last snapshot when the
+    file is invalid (a warning says so) -- one typo must not hide the history."""
+    from ..runref import history
+
+    res = history(c, name)
+    if not res.valid:
+        _warn(c, f"pipeline {name} is invalid ({res.errors[0]}); showing its history from the runs' own snapshots")
+    return res.pipeline
 
 
 @app.command()
@@ -302,7 +361,7 @@ def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> Non
     from ..views import run_object
 
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)
     store = _store(c)
     rows = []
     try:
@@ -322,14 +381,26 @@ def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> Non
     from .. import render
     from ..durations import format_duration
 
-    t = render.table("ds", "logical date", "type", "state", "start", "duration", "tasks")
+    con = c.console()
+    if not rows:
+        con.print(f"{p.name} has no runs yet")
+        return
+    now = c.now()
+    narrow = render.narrow(con)
+    cols = ["logical date", "type", "state"] + ([] if narrow else ["start"]) + ["took", "tasks"]
+    t = render.table(*cols)
     for r in rows:
         dur = format_duration(r["duration"]) if r["duration"] is not None else render.dash()
         if r["slow"]:
             dur += " slow"
-        t.add_row(r["ds"], r["logical_date"], r["run_type"], render.state_text(r["state"]), r["start"] or render.dash(),
-                  dur, render.state_cells([v["state"] for v in r["tasks"].values()]))
-    c.console().print(t)
+        # the ds plus the time of day in the pipeline's zone: sub-daily runs stay apart
+        logical = render.local_time(r["logical_date"], p.timezone, year=True)
+        cells = [logical, r["run_type"], render.state_text(r["state"])]
+        if not narrow:
+            cells.append(render.local_time(r["start"], p.timezone, now, seconds=True) if r["start"] else render.dash())
+        t.add_row(*cells, dur, render.state_cells([v["state"] for v in r["tasks"].values()], con))
+    con.print(t)
+    con.print(f"times in {p.timezone}", style="dim")
 
 
 def _creep(rows: list[dict]) -> set[str]:
@@ -341,16 +412,21 @@ def _creep(rows: list[dict]) -> set[str]:
 
 
 @app.command()
-def show(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None) -> None:
-    """One run: task instances, tries, start, duration, exit code, reason, log path, events."""
+def show(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at: AtOpt = None,
+         run_id: RunIdOpt = None) -> None:
+    """One run: task instances in DAG order, each try (state, start, duration, exit code, reason, log), events."""
+    from ..runref import snapshot_pipeline
     from ..views import run_detail
 
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)
     store = _store(c)
     try:
-        run = _run_for(c, store, p, date_)
-        detail = run_detail(store, run)
+        run = _run_or_none(c, store, p, date_, run_id, at)
+        if run is None:
+            return
+        snap = snapshot_pipeline(run)
+        detail = run_detail(store, run, snap)
         detail["sla_misses"] = _sla_misses(store, run)
     finally:
         if store:
@@ -361,29 +437,85 @@ def show(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None) -> No
 
         print_json(detail)
         return
+    _print_show(c, detail, snap.timezone)
+
+
+def _print_show(c, detail: dict, tz: str) -> None:
+    """Rows drawn by hand, not a rich table: a log path must print whole on its own line
+    (copyable at any width), and events must line up in columns."""
+    from rich.text import Text
+
     from .. import render
     from ..durations import format_duration
 
     con = c.console()
-    con.print(f"{detail['pipeline']}  {detail['run_id']}  ds {detail['ds']}  "
-              f"{detail['run_type']}  ", render.state_text(detail["state"]))
-    t = render.table("task", "state", "try", "start", "duration", "exit", "reason", "log")
+    now = c.now()
+    base = os.getcwd()  # relative only when that still opens from here: copyable as printed
+    took = format_duration(detail["duration"]) if detail["duration"] is not None else None
+    con.print(Text.assemble((detail["pipeline"], "bold"), "  ", detail["run_id"], "  ",
+                            render.state_text(detail["state"])), soft_wrap=True)
+    bits = [f"ds {detail['ds']}", f"logical {render.local_time(detail['logical_date'], tz, year=True)} {tz}",
+            detail["run_type"]]
+    if detail["start"]:
+        bits.append(f"started {render.local_time(detail['start'], tz, now, seconds=True)} ({render.ago(detail['start'], now)})")
+    if took:
+        bits.append(f"took {took}")
+    con.print("  " + " · ".join(bits), soft_wrap=True, markup=False, highlight=False)
+
+    day = render.local_time(detail["start"] or detail["logical_date"], tz, now).split(" ")[0]
+
+    def clock(value) -> str:
+        text = render.local_time(value, tz, now, seconds=True)
+        return text.split(" ", 1)[1] if text.startswith(day + " ") else text
+
+    rows: list[tuple[list, str | None]] = []  # (cells, log path under the row)
     for ti in detail["task_instances"]:
-        tries = ti["try_log"] or [None]
-        for tr in tries:
-            if tr is None:
-                t.add_row(ti["task"], render.state_text(ti["state"]), "-", "", "", "", ti["reason"] or "", "")
-                continue
-            t.add_row(ti["task"], render.state_text(ti["state"]), str(tr["try"]), tr["start"] or "",
-                      format_duration(tr["duration"]) if tr["duration"] is not None else "",
-                      "" if tr["exit_code"] is None else str(tr["exit_code"]), tr["reason"] or "", tr["log"] or "")
-    con.print(t)
+        why = ti["reason"] or ""
+        if ti["state"] == "up_for_retry" and ti["next_try_at"]:
+            why = f"retry at {clock(ti['next_try_at'])}" + (f" after {ti['reason']}" if ti["reason"] else "")
+        rows.append(([(ti["task"], "bold"), ti["state"], str(ti["tries"] or "-"), "", "", "" if ti["exit_code"] is None
+                      else str(ti["exit_code"]), why], None))
+        for tr in ti["try_log"]:
+            rows.append(([(f"  try {tr['try']}", ""), tr["state"], "", clock(tr["start"]) if tr["start"] else "-",
+                          format_duration(tr["duration"]) if tr["duration"] is not None else "",
+                          "" if tr["exit_code"] is None else str(tr["exit_code"]), tr["reason"] or ""], tr["log"]))
+    head = ["task / try", "state", "tries", "start", "took", "exit", "reason"]
+    widths = [max(len(head[i]), *(len(r[0][i][0] if i == 0 else r[0][i]) for r in rows)) if rows else len(head[i])
+              for i in range(len(head))]
+    con.print(Text("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), style="bold"), soft_wrap=True)
+    for cells, log in rows:
+        line = Text()
+        name, style = cells[0]
+        line.append(name.ljust(widths[0]), style=style)
+        for i, cell in enumerate(cells[1:], 1):
+            line.append("  ")
+            if i == 1:
+                line.append_text(render.state_text(cell, cell.ljust(widths[i])))
+            else:
+                line.append(cell.ljust(widths[i]))
+        line.rstrip()
+        con.print(line, soft_wrap=True)
+        if log:
+            con.print(Text.assemble(" " * 4, ("log ", "dim"), render.short_path(log, base)), soft_wrap=True)
     for m in detail["sla_misses"]:
-        con.print(f"SLA miss: {m}")
+        con.print(_sla_words(m, tz, now), soft_wrap=True, markup=False, highlight=False)
     if detail["events"]:
         con.print("events:")
+        kw = max(len(e["kind"]) for e in detail["events"])
+        tw = max(len(e["task"] or "-") for e in detail["events"])
         for e in detail["events"]:
-            con.print(f"  {e['ts']}  {e['kind']:<16} {e['task'] or ''} {e['message'] or ''}", markup=False, highlight=False)
+            con.print(f"  {clock(e['ts'])}  {e['kind']:<{kw}}  {(e['task'] or '-'):<{tw}}  {e['message'] or ''}".rstrip(),
+                      soft_wrap=True, markup=False, highlight=False)
+
+
+def _sla_words(m, tz: str, now) -> str:
+    from .. import render
+
+    if not isinstance(m, dict):
+        return f"SLA miss: {m}"
+    what = f"task {m['task']}" if m.get("task") else "the run"
+    return (f"SLA miss: {what} was due by {render.local_time(m.get('deadline'), tz, now)} {tz}; "
+            f"recorded {render.local_time(m.get('recorded'), tz, now, seconds=True)}")
 
 
 def _sla_misses(store, run) -> list:
@@ -418,7 +550,8 @@ def logs(ctx: typer.Context,
          try_: Annotated[Optional[int], typer.Option("--try", min=1, help="Try number (default: the latest).")] = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the try ends.")] = False,
          tick_: Annotated[bool, typer.Option("--tick", help="Show the tick log instead.")] = False,
-         hooks: Annotated[bool, typer.Option("--hooks", help="Show the run's hook output instead (PIPELINE only).")] = False) -> None:
+         hooks: Annotated[bool, typer.Option("--hooks", help="Show the run's hook output instead (PIPELINE only).")] = False,
+         at: AtOpt = None, run_id: RunIdOpt = None) -> None:
     """A try's log (or, with --tick, what recent ticks did; with --hooks, what the run's hooks printed)."""
     c = get_ctx(ctx)
     if tick_:
@@ -427,41 +560,72 @@ def logs(ctx: typer.Context,
         sys.stdout.write(ticklog.read(c.config()))
         return
     if hooks and pipeline:
-        _print_hooks(c, c.pipeline(pipeline), date_)
+        _print_hooks(c, _history(c, pipeline), date_, run_id, at)
         return
     if not pipeline or not task:
         raise UsageError("logs needs PIPELINE and TASK (or --tick, or PIPELINE --hooks)")
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)
     store = _store(c)
     try:
-        run = _run_for(c, store, p, date_)
+        run = _run_or_none(c, store, p, date_, run_id, at)
+        if run is None:
+            return
         ti = next((t for t in store.task_instances(run["id"]) if t["task"] == task), None)
         if ti is None:
             known = ", ".join(t["task"] for t in store.task_instances(run["id"]))
             raise UsageError(f"unknown task {task!r} in {p.name} (known: {known})")
         tries = store.tries_for(ti["id"])
         if not tries:
-            raise UsageError(f"{task} has not run yet in {run['run_id']} (state {ti['state']})")
+            # a fair question, not a mistake: say where the task stands
+            print(f"{task} has not run yet in {run['run_id']} (state {ti['state']}); "
+                  f"`pipectl explain {p.name}` says why", file=sys.stderr)
+            return
         chosen = tries[-1] if try_ is None else next((t for t in tries if t["try_number"] == try_), None)
         if chosen is None:
             raise UsageError(f"{task} has no try {try_} (tries: 1..{tries[-1]['try_number']})")
         path, try_pk = chosen["log_path"], chosen["id"]
         secrets_of = [p, _snapshot(run)]
+        # the header goes to stderr: stdout stays the task's own output, byte for byte, for pipes
+        print(f"==> {p.name} {run['run_id']} {task} try {chosen['try_number']}: {_try_words(chosen)} "
+              f"-- {render_path(path)}", file=sys.stderr, flush=True)
         _print_log(secrets_of, path)
         if follow:
-            _follow(secrets_of, store, path, try_pk)
+            final = _follow(secrets_of, store, path, try_pk)
+            if final is not None:
+                print(f"==> {task} try {chosen['try_number']} ended: {_try_words(final)}", file=sys.stderr)
     finally:
         if store:
             store.close()
 
 
-def _print_hooks(c, p, date_: str | None) -> None:
+def render_path(path: str) -> str:
+    from ..render import short_path
+
+    return short_path(path, os.getcwd())
+
+
+def _try_words(row) -> str:
+    from ..durations import format_duration
+
+    words = row["state"]
+    if row["exit_code"] is not None:
+        words += f", exit {row['exit_code']}"
+    if row["reason"] and row["reason"] != "exit_code":
+        words += f" ({row['reason']})"
+    if row["start"] and row["end"]:
+        words += f", took {format_duration(row['end'] - row['start'])}"
+    return words
+
+
+def _print_hooks(c, p, date_: str | None, run_id: str | None = None, at: str | None = None) -> None:
     """Hooks of a run write to one hooks.log beside its task logs."""
     from ..scheduler import log_path
 
     store = _store(c)
     try:
-        run = _run_for(c, store, p, date_)
+        run = _run_or_none(c, store, p, date_, run_id, at)
+        if run is None:
+            return
     finally:
         if store:
             store.close()
@@ -486,30 +650,34 @@ def _print_log(p, path: str, offset: int = 0) -> int:
     return offset + len(data)
 
 
-def _follow(p, store, path: str, try_pk: int) -> None:
+def _follow(p, store, path: str, try_pk: int):
+    """Print what the try appends until it ends; its final row (None if it vanished)."""
     offset = os.path.getsize(path) if os.path.exists(path) else 0
     while True:
         row = store.try_(try_pk)
         offset = _print_log(p, path, offset)
         if row is None or row["state"] not in ("starting", "running"):
-            return
+            return row
         time.sleep(0.2)
 
 
 @app.command()
-def explain(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None) -> None:
+def explain(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at: AtOpt = None,
+            run_id: RunIdOpt = None) -> None:
     """Why each task is or is not running: upstream, pool, sensor, retry time, paused, max_active_runs."""
     from ..views import explain_run
 
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)
     store = _store(c)
     try:
         notes = []
         row = store.pipeline_row(p.name) if store else None
         if row and row["paused"]:
             notes.append(f"{p.name} is paused: no new scheduled runs (`pipectl unpause {p.name}`)")
-        run = _run_for(c, store, p, date_)
+        run = _run_or_none(c, store, p, date_, run_id, at)
+        if run is None:
+            return
         items = explain_run(store, c.config(), run, p, _clock(c).now())
     finally:
         if store:

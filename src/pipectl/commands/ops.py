@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import (DateOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, open_state, parse_date_arg,
+from ..cli import (AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, open_state, parse_date_arg,
                    parse_date_range)
 from ..errors import UsageError
 
@@ -32,6 +32,13 @@ def _existing_store(c):
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
     return Store(path, create=False)
+
+
+def _history(c, name: str):
+    """Operating on existing runs needs their snapshots, not a valid file today."""
+    from .core import _history as history
+
+    return history(c, name)
 
 
 def _engine(c, store):
@@ -251,17 +258,19 @@ def retry(
                                                 help="Re-run this task (any state but running).")] = None,
     downstream: Annotated[bool, typer.Option("--downstream", help="With --task: everything below it too.")] = False,
     wait: WaitOpt = False,
+    at: AtOpt = None,
+    run_id: RunIdOpt = None,
 ) -> None:
     """Re-run the failed task instances of one run (or task T); successes are kept."""
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
-    if not date_:
-        raise UsageError("retry needs --date D (the run's ds or logical date)")
+    p = _history(c, pipeline)
+    if not (date_ or at or run_id):
+        raise UsageError("retry needs --date D (the run's ds or logical date), --at DATETIME or --run-id ID")
     if downstream and not task:
         raise UsageError("--downstream needs --task")
     from ..cli import find_run
 
-    run = find_run(c, p, parse_date_arg(date_, tz=p.timezone))
+    run = find_run(c, p, date_, run_id=run_id, at=at)
     from .. import backfill as bf
     from ..tick import open_store
 
@@ -322,19 +331,21 @@ def mark(
     date_: DateOpt = None,
     task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="T", help="The task (all its instances "
                                                 "if mapped, or one: 'name[2]').")] = None,
+    at: AtOpt = None,
+    run_id: RunIdOpt = None,
 ) -> None:
     """Set a task instance's state by hand (recorded as an event)."""
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)
     from .. import backfill as bf
 
     if state not in bf.MARK_STATES:
         raise UsageError(f"bad state {state!r}: expected one of {', '.join(bf.MARK_STATES)}")
-    if not date_ or not task:
-        raise UsageError("mark needs --date D and --task T")
+    if not (date_ or at or run_id) or not task:
+        raise UsageError("mark needs --date D and --task T (or name the run with --at DATETIME or --run-id ID)")
     from ..cli import find_run
 
-    run = find_run(c, p, parse_date_arg(date_, tz=p.timezone))
+    run = find_run(c, p, date_, run_id=run_id, at=at)
     from ..tick import open_store
 
     store = open_store(c.config(), create=False)
@@ -405,17 +416,20 @@ def grid(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1,
                                        help="Without --start: the latest N runs.")] = 30,
 ) -> None:
-    """Partition grid: one row per run (dates), one column per task, coloured by state."""
+    """Partition grid: one row per run (dates), one column per task, coloured by state.
+
+    --start/--end take a ds (whole days) or a datetime (that instant; naive = the pipeline's zone)."""
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
-    ds_from = ds_to = None
+    p = _history(c, pipeline)
+    lo = hi = None
     if start and end:
-        a, b = parse_date_range(start, end, tz=p.timezone)
-        ds_from, ds_to = _ds(a, p.timezone), _ds(b, p.timezone)
+        lo, hi = parse_date_range(start, end, tz=p.timezone)
     elif start:
-        ds_from = _ds(parse_date_arg(start, "--start", p.timezone), p.timezone)
+        lo = parse_date_arg(start, "--start", p.timezone)
     elif end:
-        ds_to = _ds(parse_date_arg(end, "--end", p.timezone), p.timezone)
+        hi = parse_date_arg(end, "--end", p.timezone)
+    ds_from = _ds(lo, p.timezone) if lo is not None else None
+    ds_to = _ds(hi, p.timezone) if hi is not None else None
     from ..history import grid_data
 
     store = _existing_store(c)
@@ -424,6 +438,7 @@ def grid(
             runs, tis = [], []
         else:
             runs = store.runs_for(p.name, limit=None if ds_from else limit, ds_from=ds_from, ds_to=ds_to)
+            runs = [r for r in runs if _within(r["logical_date"], lo, hi)]
             tis = store.task_instances_for_runs([r["id"] for r in runs])
     finally:
         if store is not None:
@@ -435,6 +450,14 @@ def grid(
         print_json(data)
         return
     _draw_grid(c, data)
+
+
+def _within(logical: str, lo, hi) -> bool:
+    """A datetime bound is an instant; a ds bound was already applied by the query."""
+    from datetime import datetime
+
+    at = datetime.fromisoformat(logical)
+    return not ((isinstance(lo, datetime) and at < lo) or (isinstance(hi, datetime) and at > hi))
 
 
 def _ds(d, tz: str) -> str:
