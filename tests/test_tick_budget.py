@@ -41,3 +41,99 @@ def test_without_a_tight_budget_the_sensor_is_poked(tmp_path):
     runs = json.loads(run_cli("--project", root, "--json", "runs", "p").stdout)
     assert runs[0]["tasks"]["wait"]["state"] == "success"
     assert runs[0]["tasks"]["after"]["state"] == "success"
+
+
+# -- catch-up in bounded batches ------------------------------------------------------------
+# A minutely pipeline far behind. Its only task is a sensor that checks once an hour, so a run
+# stays running (max_active_runs 1) and nothing is launched: the ticks only create runs.
+CATCHUP = """
+    schedule: "* * * * *"
+    start_date: "{start}"
+    catchup: true
+    tasks:
+      wait:
+        sensor: {{file: never-there}}
+        poke_interval: 1h
+"""
+
+
+def _catchup_project(tmp_path, start: str, budget: str):
+    root = make_project(tmp_path, {"m": CATCHUP.format(start=start)})
+    toml = (root / "pipectl.toml").read_text()
+    (root / "pipectl.toml").write_text(toml.replace("[pipectl]\n", f'[pipectl]\ntick_budget = "{budget}"\n'))
+    return root
+
+
+def _logical_dates(root, pipeline: str = "m") -> list[str]:
+    con = sqlite3.connect(root / ".pipectl" / "state.db")
+    try:
+        return [r[0] for r in con.execute("SELECT logical_date FROM runs WHERE pipeline = ? ORDER BY logical_date",
+                                          (pipeline,))]
+    finally:
+        con.close()
+
+
+def _minutes(start: str, n: int) -> list[str]:
+    from datetime import datetime, timedelta
+
+    t0 = datetime.fromisoformat(start)
+    return [(t0 + timedelta(minutes=k)).isoformat() for k in range(n)]
+
+
+def test_a_catch_up_is_created_in_batches_oldest_first_and_the_next_tick_continues(tmp_path):
+    from pipectl.tick import CATCHUP_BATCH
+
+    start = "2026-04-01T00:00:00+00:00"
+    root = _catchup_project(tmp_path, start, "60s")
+    # one day behind: 1440 intervals are due at 2026-04-02 00:00:30
+    r = run_cli("--project", root, "--now", "2026-04-02T00:00:30Z", "tick")
+    assert r.returncode == 0, r.stderr
+    assert _logical_dates(root) == _minutes(start, CATCHUP_BATCH)  # the oldest batch, in order
+    r = run_cli("--project", root, "--now", "2026-04-02T00:01:30Z", "tick")
+    assert r.returncode == 0, r.stderr
+    assert _logical_dates(root) == _minutes(start, 1441)  # the rest, and the interval that closed meanwhile
+    r = run_cli("--project", root, "--now", "2026-04-02T00:02:30Z", "tick")
+    assert r.returncode == 0, r.stderr
+    assert _logical_dates(root) == _minutes(start, 1442)  # caught up: one run per minute again
+    assert r.stdout.count("created: ") == 1
+
+
+def test_a_tick_stops_creating_runs_at_its_budget_and_the_next_ones_finish_the_catch_up(tmp_path):
+    from datetime import datetime, timedelta
+
+    from pipectl.tick import CATCHUP_BATCH
+
+    start = "2026-04-01T00:00:00+00:00"
+    budget = 2.0
+    root = _catchup_project(tmp_path, start, f"{budget:g}s")
+    spec = (root / "pipelines" / "m.yaml").read_text()
+    for i in range(1, 10):  # ten pipelines one day behind: 14,400 runs, more than a tick of 2 s can create
+        (root / "pipelines" / f"m{i}.yaml").write_text(spec)
+    now = datetime.fromisoformat("2026-04-02T00:00:30+00:00")
+    seen: dict[str, int] = {}
+    for k in range(60):
+        t0 = time.monotonic()
+        r = run_cli("--project", root, "--now", now.isoformat(), "tick")
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert elapsed < budget + 1.0, (k, elapsed)  # loose: the machine is shared
+        per = _per_pipeline(root)
+        made = {p: n - seen.get(p, 0) for p, n in per.items()}
+        assert 0 < sum(made.values()) == r.stdout.count("created: "), (k, made)
+        assert max(made.values()) <= CATCHUP_BATCH
+        seen = per
+        due = int((now.replace(second=0) - datetime.fromisoformat(start)).total_seconds() // 60)
+        if len(per) == 10 and set(per.values()) == {due}:
+            break
+        now += timedelta(seconds=60)
+    assert k >= 2, k  # the batch limit alone would have taken two ticks: the budget bounded them
+    for name in ["m", *(f"m{i}" for i in range(1, 10))]:  # nothing missing, nothing twice, in order
+        assert _logical_dates(root, name) == _minutes(start, due), name
+
+
+def _per_pipeline(root) -> dict[str, int]:
+    con = sqlite3.connect(root / ".pipectl" / "state.db")
+    try:
+        return dict(con.execute("SELECT pipeline, count(*) FROM runs GROUP BY pipeline"))
+    finally:
+        con.close()

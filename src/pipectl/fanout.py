@@ -79,6 +79,8 @@ def prelaunch(engine, candidates: list[tuple], report) -> list[tuple]:
     # waits for the next step instead (a supervisor or reaper has no deadline).
     deadline = getattr(engine, "deadline", None)
     for run, pipeline, ti in candidates:
+        if deadline is not None and engine.out_of_time():
+            break
         task = pipeline.tasks[ti["base"]]
         slow = (task.sensor is not None and task.sensor.kind in ("command", "http")) or needs_expansion(task, ti)
         if slow and deadline is not None and time.time() + sensors.POKE_TIMEOUT > deadline:

@@ -20,6 +20,7 @@ from .model import (FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_
 from .store import Store, loads
 
 UTC = timezone.utc
+LAUNCH_CHUNK = 8  # a step with a deadline launches this many tries at a time, checking the clock between
 RUN_PRIORITY = {"backfill": 0}  # everything else 1: scheduled work starts before backfills
 
 
@@ -242,9 +243,19 @@ class Engine:
         self._dv: int | None = None  # the state file's data_version when the views were last valid
         self._recorded: set[int] = set()  # pids of our wrappers whose try _finish recorded
         self.stop_launching = False
+        # real time (time.time()) by which a step must be done: a tick's budget. Every loop that can be
+        # long checks it and leaves the rest for the next step; ``truncated`` says that happened.
+        self.deadline: float | None = None
+        self.truncated = False
         self.asset_dirty = False  # issue 5: a complete asset event was recorded by this engine
         self.boot = executor.boot_id()
         self.me = (os.getpid(), executor.process_start(os.getpid()))
+
+    def out_of_time(self) -> bool:
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.truncated = True
+            return True
+        return False
 
     # -- runs ------------------------------------------------------------
     def _edges(self, run, pipeline: Pipeline) -> tuple[dict, dict]:
@@ -297,12 +308,16 @@ class Engine:
             if r["state"] == RUNNING:
                 key = (r["pipeline"], r["batch"])
                 running[key] = running.get(key, 0) + 1
+        full: set[tuple] = set()  # keys found at their limit: a catch-up queues thousands of runs
         for r in active:
             if r["state"] != "queued":
                 continue
             key = (r["pipeline"], r["batch"])
+            if (key, r["max_active"]) in full or self.out_of_time():
+                continue
             limit = r["max_active"] or self.spec_of(r).max_active_runs
             if running.get(key, 0) >= limit:
+                full.add((key, r["max_active"]))
                 continue
             with self.store.tx():
                 self.store.set_run_state(r["id"], RUNNING, self.clock.now())
@@ -313,6 +328,8 @@ class Engine:
         """Record every finished or vanished try; returns the runs that changed."""
         dirty: set[int] = set()
         for t in self.store.active_tries():
+            if self.out_of_time():
+                break
             status = executor.read_status(t["status_path"])
             if status is not None:
                 self._finish(t, status[0], status[1] + self.clock.offset, report)
@@ -456,6 +473,8 @@ class Engine:
         candidates: list[tuple] = []
         now = self.clock.now()
         for run in runs:
+            if self.out_of_time():
+                break
             pipeline = self.spec_of(run)
             needs, down = self._edges(run, pipeline)
             view = self._views.get(run["id"])
@@ -498,6 +517,19 @@ class Engine:
             return
         candidates.sort(key=lambda c: (-c[0]["priority"], -c[1].tasks[c[2]["base"]].priority, c[0]["seq"] or 0,
                                        c[0]["logical_date"], c[2]["id"]))
+        if self.deadline is not None and len(candidates) > LAUNCH_CHUNK:
+            # starting a process takes milliseconds, far more under load: launch in chunks, each
+            # recorded before the next, and stop when the deadline comes (never between a claim
+            # and its launch)
+            for i in range(0, len(candidates), LAUNCH_CHUNK):
+                if self.out_of_time():
+                    return
+                self._dispatch(candidates[i:i + LAUNCH_CHUNK], report)
+            return
+        self._dispatch(candidates, report)
+
+    def _dispatch(self, candidates: list[tuple], report: StepReport) -> None:
+        """Claim and launch ``candidates``, in their order, as far as slots allow."""
         now = self.clock.now()
         launches = []
         with self.store.tx():

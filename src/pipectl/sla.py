@@ -29,6 +29,8 @@ def check(engine, report=None) -> int:
     now = engine.clock.now()
     found = 0
     for run in store.active_runs():
+        if engine.out_of_time():  # a tick's deadline: the next step looks again
+            break
         pipeline = engine.spec_of(run)
         # a run's spec snapshot never changes: one pass over its tasks per run, not per engine step
         cache = engine.__dict__.setdefault("_sla_tasks", {})

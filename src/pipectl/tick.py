@@ -21,6 +21,10 @@ from .store import Store, loads
 
 UTC = timezone.utc
 NEVER = 1e18  # next_due of a schedule that has ended: the no-op tick skips it
+# A catch-up creates at most this many runs per pipeline per tick, oldest first; the pipeline stays
+# due and the next tick continues from its cursor. Thousands of queued runs at once would also slow
+# every step that follows.
+CATCHUP_BATCH = 1000
 
 
 @dataclass
@@ -87,8 +91,10 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     return dict(result.pipelines), invalid
 
 
-def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) -> list[int]:
-    """Create the scheduled runs whose data interval has closed; returns their row ids."""
+def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, limit: int = CATCHUP_BATCH) -> list[int]:
+    """Create the scheduled runs whose data interval has closed, at most ``limit`` and only while the
+    engine's deadline allows; returns their row ids. The cursor moves past exactly the intervals
+    handled, and a pipeline with intervals left stays due, so the next tick goes on from there."""
     from .schedules import due_intervals, timetable
 
     start = instant(pipeline.start_date, pipeline.timezone)
@@ -100,7 +106,12 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) ->
     next_due: float | None = None
     # several time schedules act as one timetable, so their intervals never overlap
     tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
-    for lo, hi in due_intervals(tt, cursor, start, end, now, pipeline.catchup):
+    intervals = due_intervals(tt, cursor, start, end, now, pipeline.catchup, limit=limit)
+    more = len(intervals) >= limit  # the list was cut short: there may be further intervals
+    for lo, hi in intervals:
+        if engine.out_of_time():
+            more = True
+            break
         # issue 5: the cron fallback of an asset schedule stands down when its ds already has a run
         if len(pipeline.schedules) > len(pipeline.time_schedules) and _fallback_covered(engine, pipeline, lo):
             pk = None
@@ -115,6 +126,8 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime) ->
         next_due = nxt.timestamp()
     if next_due is None:
         next_due = NEVER
+    if more:
+        next_due = now.timestamp()  # still behind: due at once
     with engine.store.tx():
         engine.store.set_cursor(pipeline.name, iso(new_cursor) if new_cursor else None, next_due)
     return created
@@ -130,7 +143,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
 
     os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     lock = FileLock(os.path.join(config.state_dir, "tick.lock"))
-    started = time.time()
+    started = process_started()
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -149,12 +162,17 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 return result
             engine = Engine(config, store, clock, log=log)
             if not wait:
-                engine.deadline = started + config.tick_budget  # real time: a tick returns within its budget
+                # real time: a tick returns within its budget, keeping a reserve for closing down
+                engine.deadline = started + config.tick_budget - budget_reserve(config.tick_budget)
             pipelines, result.invalid = refresh_pipelines(config, store, now)
             rows = store.pipeline_rows()
             touched: set[int] = set()
             now_dt = clock.dt()
-            for name, p in pipelines.items():
+            # the longest-waiting first, so that pipelines a short tick did not reach go first next time
+            for name in sorted(pipelines, key=lambda n: (rows[n]["next_due"] or 0, n)):
+                if engine.out_of_time():
+                    break
+                p = pipelines[name]
                 row = rows[name]
                 if row["paused"] or not is_time_scheduled(p):
                     continue
@@ -164,11 +182,15 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                     touched.add(pk)
                     result.report.created.append(f"{name} {store.run(pk)['logical_date']}")
             for hook in EXTRA_SOURCES:
+                if engine.out_of_time():
+                    break
                 touched |= set(hook(engine, pipelines, rows, now_dt, result.report))
             with store.tx():
                 store.set_meta("last_tick", repr(now))
-            engine.step(result.report)
-            _retention(config, store, now, result.report)
+            if not engine.out_of_time():
+                engine.step(result.report)
+            if not engine.out_of_time():
+                _retention(config, store, now, result.report)
             if wait:
                 active = {r["id"] for r in store.active_runs()}
                 engine.drive(active | touched, result.report)
@@ -177,6 +199,26 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
             store.close()
     finally:
         lock.release()
+
+
+def process_started() -> float:
+    """When this process began, in time.time() terms: the budget counts interpreter start-up too."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            data = f.read()
+        ticks = int(data[data.rindex(b")") + 2:].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        now = time.time()
+        return min(now, now - uptime + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+def budget_reserve(budget: float) -> float:
+    """Seconds of a tick's budget kept for what follows the last deadline check: finishing the
+    chunk of launches under way, closing the state file, the tick log, exiting."""
+    return min(3.0, max(0.3, budget * 0.15))
 
 
 def _retention(config: ProjectConfig, store: Store, now: float, report: StepReport) -> None:
