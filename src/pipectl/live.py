@@ -281,14 +281,15 @@ def _fail_words(f: dict) -> str:
 SECTIONS = ("running", "waiting", "sla", "failures")
 
 
-def frame(model: dict, width: int, caps: dict | None = None, live: bool = True):
+def frame(model: dict, width: int, caps: dict | None = None, live: bool = True, console=None):
     """The rich renderable of one frame at ``width`` columns; ``caps`` shows at most that many
     items of a section (its heading says how many are left out).
 
     One item per line with its facts in columns; what needs room (why a task waits, a
     log path) goes on a line of its own and wraps rather than being cut. Below
     ``NARROW`` columns nothing is padded and a log path starts at column 0, so it
-    breaks across as few lines as possible.
+    breaks across as few lines as possible. ``console`` decides Unicode or ASCII glyphs
+    (under Live, sys.stdout is Live's proxy and says nothing about the terminal).
     """
     from rich.console import Group
     from rich.text import Text
@@ -338,7 +339,7 @@ def frame(model: dict, width: int, caps: dict | None = None, live: bool = True):
             out.append(_indent(line, 2))
         return out
 
-    glyph = {k: render.state_glyph(k) for k in ("running", "pending", "up_for_retry", "queued", "failed")}
+    glyph = {k: render.state_glyph(k, console) for k in ("running", "pending", "up_for_retry", "queued", "failed")}
     parts.append(heading("Running", "running"))
     parts += columns([[(glyph["running"], "bold cyan"), (r["pipeline"], ""), (r["label"], ""), (r["task"], "bold"),
                        (f"try {r['try']}", ""), (span(r["elapsed"]), "bold cyan"),
@@ -381,7 +382,7 @@ def fitted(model: dict, console):
     caps = {k: len(model[k]) for k in SECTIONS}
     options = console.options.update(height=None)
     for _ in range(12):
-        r = frame(model, console.width, caps)
+        r = frame(model, console.width, caps, console=console)
         excess = len(console.render_lines(r, options, pad=False)) - console.height
         if excess <= 0:
             return r
@@ -390,7 +391,7 @@ def fitted(model: dict, console):
             return r
         per_item = 2 if k in ("waiting", "failures") else 1  # these draw a second line per item
         caps[k] = max(1, caps[k] - max(1, excess // per_item))
-    return frame(model, console.width, caps)
+    return frame(model, console.width, caps, console=console)
 
 
 def _indent(renderable, n: int = 2):
@@ -420,7 +421,7 @@ def watch(config: ProjectConfig, clock: Callable[[], float], console, interval: 
         return model
 
     if once or not console.is_terminal:
-        console.print(frame(current(), console.width, live=False))
+        console.print(frame(current(), console.width, live=False, console=console))
         return
     from rich.live import Live
 
