@@ -39,7 +39,7 @@ def test_status_and_runs_work_while_runs_are_queued_and_running(tmp_path):
     root = make_project(tmp_path, {"slow": """
         max_active_runs: 1
         tasks:
-          nap: {run: "sleep 3"}
+          nap: {run: "sleep 8"}
     """})
     ok(root, "trigger", "slow", "--date", "2026-04-01")
     ok(root, "trigger", "slow", "--date", "2026-04-02")
