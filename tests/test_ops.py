@@ -157,7 +157,7 @@ def test_mark_sets_state_records_event_and_settles_the_run(tmp_path):
     ]
     d = json.loads(ok(root, "--json", "mark", "etl", "--date", DS, "--task", "report", "failed").stdout)
     assert d == {"run_id": d["run_id"], "state": "failed", "run_state": "failed",
-                 "changed": [{"task": "report", "was": "success"}]}
+                 "changed": [{"task": "report", "was": "success"}], "skipped": []}
     r = ok(root, "mark", "etl", "--date", DS, "--task", "report", "failed")
     assert "nothing changed" in r.stdout
     # a mark shows in `show`'s event list

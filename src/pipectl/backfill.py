@@ -277,6 +277,8 @@ def apply(engine, pipeline: Pipeline, start, end, *, reprocess: str = "failed", 
                 watch.append(pk)
             elif it.action == RERUN:
                 for ti_pk in it.ti_pks:
+                    # planned under this same write lock, so each is finished; the transition
+                    # checks it anyway (and that no try of it is live)
                     store.reset_task_instance(ti_pk)
                 store.rebatch_run(it.run["id"], batch=batch, max_active=limit, priority=0, seq=seq, requeue=True)
                 store.add_event("rerun", now=now, pipeline=pipeline.name, run=it.run["id"],
@@ -352,28 +354,42 @@ def retry_plan(engine, run, task: str | None = None, downstream: bool = False) -
     return [ti for ti in chosen if ti["state"] in TI_FINISHED], busy
 
 
-def retry(engine, run, tis: list) -> None:
-    """Reset ``tis`` to pending with a fresh retry budget and re-open the run (successes kept)."""
+def retry(engine, run, tis: list) -> tuple[list[str], list[tuple[str, str]]]:
+    """Reset ``tis`` to pending with a fresh retry budget and re-open the run (successes kept).
+
+    ``tis`` were read before this transaction: each reset is a conditional transition, so one
+    that has left its finished state since (another ``retry`` got there first and a tick
+    started it) is skipped, never reset while it runs. Returns (task instances reset,
+    (task instance, its state now) for those skipped).
+    """
     store = engine.store
     now = engine.clock.now()
-    names = [ti["task"] for ti in tis]
+    done: list[str] = []
+    skipped: list[tuple[str, str]] = []
     with store.tx():
         for ti in tis:
-            store.reset_task_instance(ti["id"])
-        store.reopen_run(run["id"])
-        store.add_event("retry", now=now, pipeline=run["pipeline"], run=run["id"],
-                        message=f"retry by {actor()}: {len(names)} task instance{'s' if len(names) != 1 else ''} "
-                                f"back to pending: {', '.join(names)}")
+            if store.reset_task_instance(ti["id"]):
+                done.append(ti["task"])
+            else:
+                cur = store.task_instance(ti["id"])
+                skipped.append((ti["task"], cur["state"] if cur is not None else "gone"))
+        if done:
+            store.reopen_run(run["id"])
+            store.add_event("retry", now=now, pipeline=run["pipeline"], run=run["id"],
+                            message=f"retry by {actor()}: {len(done)} task instance{'s' if len(done) != 1 else ''} "
+                                    f"back to pending: {', '.join(done)}")
+    return done, skipped
 
 
 # --------------------------------------------------------------------------- mark
 
-def mark(engine, run, task: str, state: str) -> list[tuple[str, str]]:
-    """Set task instance(s) of ``task`` to ``state`` by hand; returns (task instance, old state) pairs.
+def mark(engine, run, task: str, state: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Set task instance(s) of ``task`` to ``state`` by hand. Returns ((task instance, old state)
+    changed, (task instance, its state) skipped).
 
-    A running task instance is refused: its try would overwrite the mark when it
-    ends. A finished run's state follows its task instances; an active run is left
-    to the engine, which sees the new state on its next step.
+    A running task instance is skipped: its try would overwrite the mark when it ends. A
+    finished run's state follows its task instances; an active run is left to the engine,
+    which sees the new state on its next step.
     """
     if state not in MARK_STATES:
         raise UsageError(f"bad state {state!r}: expected one of {', '.join(MARK_STATES)}")
@@ -381,32 +397,30 @@ def mark(engine, run, task: str, state: str) -> list[tuple[str, str]]:
     now = engine.clock.now()
     who = actor()
     changed: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = []
     with store.tx():
         run = store.run(run["id"])
+        if run is None:
+            raise PipectlError("the run is gone (pruned meanwhile); nothing marked")
         tis = _match_tis(store.task_instances(run["id"]), task, run)
-        busy = [ti["task"] for ti in tis if ti["state"] == RUNNING]
-        if busy:
-            raise PipectlError(f"{', '.join(busy)} of {run['run_id']} is running; mark it once its try has ended "
-                               f"(or let its timeout end it)")
         spec = engine.spec_of(run)
         for ti in tis:
             if ti["state"] == state:
                 continue
-            store.set_ti_state(ti["id"], state, now=now, reason=f"marked by {who}")
+            if not store.mark_task_instance(ti["id"], state, expect=ti["state"], now=now, reason=f"marked by {who}"):
+                skipped.append((ti["task"], ti["state"]))  # running, or a try of it still live
+                continue
             store.add_event("mark", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                             message=f"marked {state} by {who} (was {ti['state']})")
             if state == SUCCESS and ti["base"] in spec.tasks:
                 engine.on_task_success(run, store.task_instance(ti["id"]), spec.tasks[ti["base"]], now)
             changed.append((ti["task"], ti["state"]))
-        if changed and run["state"] in (SUCCESS, FAILED):
-            states = [ti["state"] for ti in store.task_instances(run["id"])]
-            if all(s in TI_FINISHED for s in states):
-                new = FAILED if any(s in RERUNNABLE for s in states) else SUCCESS
-                if new != run["state"]:
-                    store.set_run_state(run["id"], new, now)
-                    store.add_event(f"run_{new}", now=now, pipeline=run["pipeline"], run=run["id"],
-                                    message=f"run is {new} after a mark by {who}")
-    return changed
+        if changed:
+            new = store.resettle_run(run["id"], now)
+            if new is not None:
+                store.add_event(f"run_{new}", now=now, pipeline=run["pipeline"], run=run["id"],
+                                message=f"run is {new} after a mark by {who}")
+    return changed, skipped
 
 
 # --------------------------------------------------------------------------- pause

@@ -31,23 +31,46 @@ def run_log_dir(config, run) -> str:
 
 
 def prune(config, store, older_than: float, now: float, dry_run: bool = False) -> PruneResult:
+    """Delete the finished runs that ended before ``now - older_than``, and only their log
+    directories; the result names exactly what was deleted."""
     result = PruneResult()
     cutoff = now - older_than
-    rows = store.runs_older_than(cutoff)
+    # selected and deleted in one transaction, each by a conditional delete: a run re-opened
+    # (retry, backfill) or still working since a look outside it keeps its events and logs
+    moved: list[tuple[str, str]] = []
+    try:
+        with store.tx():
+            rows = store.prune_runs_older_than(cutoff, dry_run=dry_run)
+            if not dry_run:
+                # set the log directories aside under the same write lock: a run created for the
+                # same date right after this commit (a backfill) logs into a fresh directory that
+                # the removal below can never reach
+                for i, r in enumerate(rows):
+                    d = _log_dir_inside(config, r)
+                    if d is not None:
+                        aside = os.path.join(config.state_dir, f".pruning.{os.getpid()}.{i}")
+                        os.rename(d, aside)
+                        moved.append((d, aside))
+    except BaseException:
+        for d, aside in moved:  # nothing was deleted: every log goes back where it was
+            os.rename(aside, d)
+        raise
     result.runs = [r["run_id"] for r in rows]
-    if dry_run or not rows:
-        return result
-    # state first: a crash between the two leaves orphan log directories (harmless, removed
-    # below on the next prune), never a run whose logs are gone
-    with store.tx():
-        store.prune_runs([r["id"] for r in rows])
-    logs_root = os.path.realpath(os.path.join(config.state_dir, "logs"))
-    for r in rows:
-        d = run_log_dir(config, r)
-        if os.path.realpath(d).startswith(logs_root + os.sep) and os.path.isdir(d):
-            shutil.rmtree(d, ignore_errors=True)
-            result.log_dirs += 1
+    for _, aside in moved:
+        shutil.rmtree(aside, ignore_errors=True)
+    result.log_dirs = len(moved)
     return result
+
+
+def _log_dir_inside(config, run) -> str | None:
+    """The run's log directory if it exists and lies inside the state dir's logs/ (a run id
+    never leads outside it)."""
+    logs_root = os.path.realpath(os.path.join(config.state_dir, "logs"))
+    d = run_log_dir(config, run)
+    real = os.path.realpath(d)
+    if real.startswith(logs_root + os.sep) and os.path.isdir(d) and not os.path.islink(d):
+        return d
+    return None
 
 
 def maybe_prune(config, store, now: float) -> PruneResult | None:

@@ -320,8 +320,9 @@ class Engine:
                 full.add((key, r["max_active"]))
                 continue
             with self.store.tx():
-                self.store.set_run_state(r["id"], RUNNING, self.clock.now())
-            running[key] = running.get(key, 0) + 1
+                promoted = self.store.promote_run(r["id"], limit, self.clock.now())
+            if promoted:
+                running[key] = running.get(key, 0) + 1
 
     # -- reaping ---------------------------------------------------------
     def reap(self, report: StepReport) -> set[int]:
@@ -375,12 +376,13 @@ class Engine:
             if not self.store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
                                          exit_code=exit_code, reason=reason):
                 return
-            hook = self._settle(run, ti, task, exit_code, reason, end, report)
+            hook = self._settle(run, ti, task, t["try_number"], exit_code, reason, end, report)
         executor.discard_status(t["status_path"])
         if t["pid"] in self.children:
             self._recorded.add(t["pid"])
         report.reaped.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']} exit {exit_code}")
-        self._hook(hook, run, pipeline, ti, t, exit_code)
+        if hook:
+            self._hook(hook, run, pipeline, ti, t, exit_code)
 
     def _lose(self, t, report: StepReport) -> None:
         run = self.store.run(t["run"])
@@ -398,32 +400,36 @@ class Engine:
             if t["state"] == "starting":
                 # its launcher was killed between claiming it and starting it: nothing ran,
                 # so it costs no retry (kill -9 at any instant must not fail a task)
-                self.store.requeue_unstarted(ti["id"])
+                self.store.requeue_unstarted(ti["id"], t["try_number"])
                 hook = None
             else:
-                hook = self._settle(run, ti, task, None, "lost", now, report)
+                hook = self._settle(run, ti, task, t["try_number"], None, "lost", now, report)
         report.lost.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']}")
         if hook:
             self._hook(hook, run, pipeline, ti, t, None)
 
-    def _settle(self, run, ti, task: Task, exit_code: int | None, reason: str | None, now: float,
-                report: StepReport) -> str:
-        """Move a task instance on after a try ended; returns the hook to run."""
+    def _settle(self, run, ti, task: Task, try_number: int, exit_code: int | None, reason: str | None, now: float,
+                report: StepReport) -> str | None:
+        """Move a task instance on after its try ``t`` ended; returns the hook to run (None when
+        the task instance is no longer at that try: nothing of it is changed)."""
         pipe = run["pipeline"]
+        if ti is None or ti["state"] != RUNNING or ti["try_number"] != try_number:
+            return None
         if reason is None:
-            self.store.set_ti_state(ti["id"], SUCCESS, now=now, exit_code=exit_code)
+            self.store.finish_task_instance(ti["id"], try_number, SUCCESS, now=now, reason=None, exit_code=exit_code)
             self.store.add_event("task_success", now=now, pipeline=pipe, run=run["id"], task=ti["task"])
             self.on_task_success(run, ti, task, now)
             return "on_success"
         tries_in_budget = ti["try_number"] - ti["budget_base"]
         if task.retry.may_retry(tries_in_budget, exit_code):
             at = now + task.retry.delay(tries_in_budget)
-            self.store.set_ti_state(ti["id"], UP_FOR_RETRY, reason=reason, exit_code=exit_code, next_try_at=at)
+            self.store.finish_task_instance(ti["id"], try_number, UP_FOR_RETRY, now=now, reason=reason,
+                                            exit_code=exit_code, next_try_at=at)
             self.store.add_event("task_retry", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
                                  message=f"{reason} (exit {exit_code}); retry at {iso(datetime.fromtimestamp(at, UTC))}")
             report.retried.append(f"{pipe} {run['ds']} {ti['task']}")
             return "on_retry"
-        self.store.set_ti_state(ti["id"], FAILED, now=now, reason=reason, exit_code=exit_code)
+        self.store.finish_task_instance(ti["id"], try_number, FAILED, now=now, reason=reason, exit_code=exit_code)
         self.store.add_event("task_failed", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
                              message=f"{reason} (exit {exit_code})")
         return "on_failure"
@@ -491,18 +497,24 @@ class Engine:
             finished = view.unfinished == 0
             if settled or finished:
                 try:
+                    stale = False
                     with self.store.tx():
                         for ti_pk, name, state in settled:
-                            self.store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule")
-                            self.store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"],
-                                                 task=name)
+                            if self.store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule"):
+                                self.store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"],
+                                                     run=run["id"], task=name)
+                            else:
+                                stale = True  # it left pending meanwhile (another process)
                         if finished:
-                            state = FAILED if any(r[3] in (FAILED, UPSTREAM_FAILED) for r in rows.values()) else SUCCESS
-                            cur = self.store.run(run["id"])
-                            if cur["state"] == RUNNING:
-                                self.store.set_run_state(run["id"], state, now)
+                            # the store decides from the task instances as they are, not as this view saw them
+                            state = self.store.finish_run(run["id"], now)
+                            if state is not None:
                                 self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
                                 report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+                            else:
+                                stale = True
+                    if stale:
+                        self._views.pop(run["id"], None)  # re-read next step
                 except BaseException:
                     self._views.pop(run["id"], None)  # it holds states that were never written
                     raise

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 from .errors import StateError
+from .model import RUN_TRANSITIONS, TI_TRANSITIONS
 
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
 ACTIVE_TI = ("pending", "running", "up_for_retry")
@@ -162,6 +163,16 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+
+_LIVE_TRY = ("EXISTS (SELECT 1 FROM tries WHERE tries.ti = task_instances.id "
+             "AND tries.state IN ('starting', 'running'))")
+# a run whose every task instance has finished and none of whose tries is live
+_RUN_SETTLED = """ AND NOT EXISTS (SELECT 1 FROM task_instances ti WHERE ti.run = runs.id
+                     AND ti.state IN ('pending', 'running', 'up_for_retry'))
+                   AND NOT EXISTS (SELECT 1 FROM task_instances ti JOIN tries ON tries.ti = ti.id
+                     WHERE ti.run = runs.id AND tries.state IN ('starting', 'running'))"""
+_RUN_OUTCOME = """CASE WHEN EXISTS (SELECT 1 FROM task_instances ti WHERE ti.run = runs.id
+                     AND ti.state IN ('failed', 'upstream_failed')) THEN 'failed' ELSE 'success' END"""
 
 _RUN_COLS = ("id, run_id, pipeline, logical_date, ds, data_interval_start, data_interval_end, run_type, state, "
              "params, priority, batch, max_active, created, start, end, seq")
@@ -378,6 +389,8 @@ class Store:
         return runs, tries
 
     def set_run_state(self, run_pk: int, state: str, now: float) -> None:
+        """Unconditional: for building fixtures (tests, benches). The engine and the operator
+        commands change a run's state only through the transitions at the end of this class."""
         if state == "running":
             self._x("UPDATE runs SET state = 'running', start = coalesce(start, ?), end = NULL WHERE id = ?", (now, run_pk))
         elif state in ("success", "failed"):
@@ -391,9 +404,6 @@ class Store:
     def delete_runs(self, run_pks: list[int]) -> None:
         for pk in run_pks:
             self._x("DELETE FROM runs WHERE id = ?", (pk,))
-
-    def runs_older_than(self, cutoff: float) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM runs WHERE state IN ('success', 'failed') AND coalesce(end, created) < ?", (cutoff,))
 
     # -- task instances --------------------------------------------------
     def insert_task_instances(self, run_pk: int, rows: Iterable[tuple[str, str, int | None, str | None, str]]) -> None:
@@ -414,35 +424,6 @@ class Store:
             return []
         marks = ",".join("?" * len(run_pks))
         return self._q(f"SELECT * FROM task_instances WHERE run IN ({marks}) ORDER BY run, id", run_pks)
-
-    def claim_task_instance(self, ti_pk: int, now: float) -> int | None:
-        """pending/up_for_retry -> running; returns the new try number, or None if someone else won."""
-        cur = self._x(
-            """UPDATE task_instances SET state = 'running', try_number = try_number + 1, start = coalesce(start, ?),
-               end = NULL, next_try_at = NULL, exit_code = NULL, reason = NULL
-               WHERE id = ? AND state IN ('pending', 'up_for_retry')""",
-            (now, ti_pk),
-        )
-        if not cur.rowcount:
-            return None
-        return self._one("SELECT try_number FROM task_instances WHERE id = ?", (ti_pk,))[0]
-
-    def set_ti_state(self, ti_pk: int, state: str, *, now: float | None = None, reason: str | None = None,
-                     exit_code: int | None = None, next_try_at: float | None = None) -> None:
-        ended = state in ("success", "failed", "upstream_failed", "skipped")
-        self._x(
-            """UPDATE task_instances SET state = ?, reason = ?, exit_code = ?, next_try_at = ?,
-               end = CASE WHEN ? THEN ? ELSE NULL END WHERE id = ?""",
-            (state, reason, exit_code, next_try_at, int(ended), now, ti_pk),
-        )
-
-    def reset_task_instance(self, ti_pk: int) -> None:
-        """Back to pending with a fresh retry budget; try numbers keep counting so old logs survive."""
-        self._x(
-            """UPDATE task_instances SET state = 'pending', budget_base = try_number, next_try_at = NULL,
-               exit_code = NULL, reason = NULL, end = NULL, sensor_started = NULL, sensor_next = NULL WHERE id = ?""",
-            (ti_pk,),
-        )
 
     def set_sensor_times(self, ti_pk: int, started: float | None, next_check: float | None) -> None:
         self._x("UPDATE task_instances SET sensor_started = ?, sensor_next = ? WHERE id = ?", (started, next_check, ti_pk))
@@ -476,12 +457,6 @@ class Store:
             (state, now, exit_code, reason, try_pk),
         )
         return bool(cur.rowcount)
-
-    # -- issue 3: a claimed try whose launcher died before starting it
-    def requeue_unstarted(self, ti_pk: int) -> None:
-        """Back to up_for_retry, due now, and the try it never ran does not count against its retries."""
-        self._x("""UPDATE task_instances SET state = 'up_for_retry', budget_base = budget_base + 1, next_try_at = NULL,
-                   reason = 'lost', exit_code = NULL WHERE id = ? AND state = 'running'""", (ti_pk,))
 
     def active_tries(self) -> list[sqlite3.Row]:
         return self._q(
@@ -592,10 +567,6 @@ class Store:
         if requeue:
             self.reopen_run(run_pk)
 
-    def reopen_run(self, run_pk: int) -> None:
-        """A finished run goes back to queued (retry, backfill); an active one is left as it is."""
-        self._x("UPDATE runs SET state = 'queued', end = NULL WHERE id = ? AND state IN ('success', 'failed')", (run_pk,))
-
     def run_states(self, run_pks: list[int]) -> dict[int, str]:
         """State of each run, in one query: a backfill's progress bar polls hundreds of runs."""
         if not run_pks:
@@ -614,9 +585,12 @@ class Store:
                 (now, hold_until, ti_pk))
         return ti
 
-    def replace_with_mapped(self, ti_pk: int, run_pk: int, base: str, items: list[str]) -> None:
-        self._x("DELETE FROM task_instances WHERE id = ?", (ti_pk,))
+    def replace_with_mapped(self, ti_pk: int, run_pk: int, base: str, items: list[str]) -> bool:
+        """A pending task instance becomes one per item; False (nothing changed) if it left pending."""
+        if not self._x("DELETE FROM task_instances WHERE id = ? AND state = 'pending'", (ti_pk,)).rowcount:
+            return False
         self.insert_task_instances(run_pk, [(f"{base}[{i}]", base, i, item, "pending") for i, item in enumerate(items)])
+        return True
 
     def add_asset_event(self, *, asset: str, ds: str, pipeline: str, task: str, run: int | None, complete: bool,
                         now: float) -> int:
@@ -682,12 +656,6 @@ class Store:
     def has_table(self, name: str) -> bool:
         return self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
-    def prune_runs(self, run_pks: list[int]) -> None:
-        """Delete finished runs with their events; task instances, tries (and SLA misses) go by CASCADE."""
-        for pk in run_pks:
-            self._x("DELETE FROM events WHERE run = ?", (pk,))
-            self._x("DELETE FROM runs WHERE id = ? AND state IN ('success', 'failed')", (pk,))
-
     def run_counts(self) -> list[sqlite3.Row]:
         """(pipeline, state, n) for every run in the state file."""
         return self._q("SELECT pipeline, state, count(*) AS n FROM runs GROUP BY pipeline, state ORDER BY pipeline, state")
@@ -730,6 +698,123 @@ class Store:
         if not self.has_table("sla_misses"):
             return None
         return {r[0]: r[1] for r in self._q("SELECT pipeline, count(*) FROM sla_misses GROUP BY pipeline")}
+
+    # -- transitions ------------------------------------------------------
+    # The state machine of model.TI_TRANSITIONS / RUN_TRANSITIONS, and the only writers of a
+    # task instance's or a run's state (set_run_state aside, for fixtures). Each is one
+    # conditional UPDATE from the table's expected states: a caller that read a state which
+    # has changed since gets False/None back and has changed nothing.
+
+    def _ti_change(self, name: str, to: str, assignments: str, args: tuple, ti_pk: int, guard: str = "",
+                   guard_args: tuple = ()) -> bool:
+        froms, tos = TI_TRANSITIONS[name]
+        if to not in tos:
+            raise ValueError(f"no task-instance transition {name!r} to {to!r}")
+        marks = ",".join("?" * len(froms))
+        cur = self._x(f"UPDATE task_instances SET state = ?, {assignments} WHERE id = ? AND state IN ({marks}){guard}",
+                      (to, *args, ti_pk, *froms, *guard_args))
+        return bool(cur.rowcount)
+
+    def claim_task_instance(self, ti_pk: int, now: float) -> int | None:
+        """claim: pending/up_for_retry -> running; returns the new try number, or None if someone
+        else won (or a try of it is still live: one task instance never has two)."""
+        if not self._ti_change("claim", "running", "try_number = try_number + 1, start = coalesce(start, ?), "
+                               "end = NULL, next_try_at = NULL, exit_code = NULL, reason = NULL", (now,), ti_pk,
+                               f" AND NOT {_LIVE_TRY}"):
+            return None
+        return self._one("SELECT try_number FROM task_instances WHERE id = ?", (ti_pk,))[0]
+
+    def finish_task_instance(self, ti_pk: int, try_number: int, state: str, *, now: float, reason: str | None,
+                             exit_code: int | None, next_try_at: float | None = None) -> bool:
+        """finish: the try ``try_number`` ended; False when the task instance is no longer at that try."""
+        ended = state != "up_for_retry"
+        return self._ti_change("finish", state, "reason = ?, exit_code = ?, next_try_at = ?, end = ?",
+                               (reason, exit_code, next_try_at, now if ended else None), ti_pk,
+                               " AND try_number = ?", (try_number,))
+
+    def requeue_unstarted(self, ti_pk: int, try_number: int) -> bool:
+        """requeue: try ``try_number`` was claimed but never started (its launcher died first):
+        back to up_for_retry, due now, and it does not count against its retries."""
+        return self._ti_change("requeue", "up_for_retry", "budget_base = budget_base + 1, next_try_at = NULL, "
+                               "reason = 'lost', exit_code = NULL", (), ti_pk, " AND try_number = ?", (try_number,))
+
+    def set_ti_state(self, ti_pk: int, state: str, *, now: float | None = None, reason: str | None = None,
+                     exit_code: int | None = None, next_try_at: float | None = None) -> bool:
+        """settle (trigger rule: upstream_failed, skipped) or check (sensor, foreach: success,
+        failed, skipped) a pending task instance that runs no try; False if it left pending."""
+        name = "settle" if reason == "trigger_rule" else "check"
+        return self._ti_change(name, state, "reason = ?, exit_code = ?, next_try_at = ?, end = ?",
+                               (reason, exit_code, next_try_at, now), ti_pk)
+
+    def reset_task_instance(self, ti_pk: int) -> bool:
+        """reset: a finished task instance back to pending with a fresh retry budget; try numbers
+        keep counting so old logs survive. False when it is not finished (it is running, say)."""
+        return self._ti_change("reset", "pending", "budget_base = try_number, next_try_at = NULL, exit_code = NULL, "
+                               "reason = NULL, end = NULL, sensor_started = NULL, sensor_next = NULL", (), ti_pk,
+                               f" AND NOT {_LIVE_TRY}")
+
+    def mark_task_instance(self, ti_pk: int, state: str, *, expect: str, now: float, reason: str) -> bool:
+        """mark: by hand, from the state the operator was shown (``expect``); never while a try is live."""
+        return self._ti_change("mark", state, "reason = ?, exit_code = NULL, next_try_at = NULL, end = ?",
+                               (reason, now), ti_pk, f" AND state = ? AND NOT {_LIVE_TRY}", (expect,))
+
+    def promote_run(self, run_pk: int, limit: int, now: float) -> bool:
+        """promote: queued -> running while fewer than ``limit`` runs of its (pipeline, batch) run,
+        counted in the same statement, so two racing promoters never exceed it."""
+        return self._run_change("promote", "start = coalesce(start, ?), end = NULL", (now,), run_pk,
+                                """ AND (SELECT count(*) FROM runs o WHERE o.state = 'running' AND o.pipeline = runs.pipeline
+                                   AND o.batch IS runs.batch) < ?""", (limit,), to="running")
+
+    def finish_run(self, run_pk: int, now: float) -> str | None:
+        """finish: running -> success/failed, decided here from its task instances; None while any
+        of them is unfinished or any try of it is live (a stale view must not end a run)."""
+        if not self._run_change("finish", "end = ?", (now,), run_pk, _RUN_SETTLED, to=None):
+            return None
+        return self._one("SELECT state FROM runs WHERE id = ?", (run_pk,))[0]
+
+    def resettle_run(self, run_pk: int, now: float) -> str | None:
+        """resettle: a finished run's state follows its task instances after a mark; returns the new
+        state when it changed."""
+        before = self._one("SELECT state FROM runs WHERE id = ?", (run_pk,))
+        if before is None or not self._run_change("resettle", "end = ?", (now,), run_pk, _RUN_SETTLED, to=None):
+            return None
+        after = self._one("SELECT state FROM runs WHERE id = ?", (run_pk,))[0]
+        return after if after != before[0] else None
+
+    def reopen_run(self, run_pk: int) -> bool:
+        """reopen: a finished run goes back to queued (retry, backfill); an active one is left as it is."""
+        return self._run_change("reopen", "end = NULL", (), run_pk, "", (), to="queued")
+
+    def _run_change(self, name: str, assignments: str, args: tuple, run_pk: int, guard: str, guard_args: tuple = (),
+                    *, to: str | None) -> bool:
+        froms, tos = RUN_TRANSITIONS[name]
+        # to None: the state is decided from the run's task instances (finish, resettle)
+        state = "?" if to is not None else _RUN_OUTCOME
+        if to is not None and to not in tos:
+            raise ValueError(f"no run transition {name!r} to {to!r}")
+        marks = ",".join("?" * len(froms))
+        cur = self._x(f"UPDATE runs SET state = {state}, {assignments} WHERE id = ? AND state IN ({marks}){guard}",
+                      ((to,) if to is not None else ()) + (*args, run_pk, *froms, *guard_args))
+        return bool(cur.rowcount)
+
+    def prune_runs_older_than(self, cutoff: float, dry_run: bool = False) -> list[sqlite3.Row]:
+        """prune: delete the finished runs that ended before ``cutoff`` (task instances, tries and
+        SLA misses by CASCADE) and their events; returns exactly the runs deleted. Selected and
+        deleted in one transaction, each by a conditional DELETE: a run re-opened, or with a
+        task instance unfinished or a try live, is never touched, nor is anything of it."""
+        froms = RUN_TRANSITIONS["prune"][0]
+        marks = ",".join("?" * len(froms))
+        where = f"state IN ({marks}) AND coalesce(end, created) < ?{_RUN_SETTLED}"
+        with self.tx():
+            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE {where} ORDER BY id", (*froms, cutoff))
+            if dry_run:
+                return rows
+            gone = []
+            for r in rows:
+                if self._x(f"DELETE FROM runs WHERE id = ? AND {where}", (r["id"], *froms, cutoff)).rowcount:
+                    self._x("DELETE FROM events WHERE run = ?", (r["id"],))
+                    gone.append(r)
+        return gone
 
 
 def _statements(script: str) -> list[str]:

@@ -289,13 +289,25 @@ def retry(
             else:
                 print(msg)
             return
-        bf.retry(engine, run, todo)
-        names = [ti["task"] for ti in todo]
+        names, skipped = bf.retry(engine, run, todo)
+        # another process changed these between this command's look and its write: say so
+        for name, now_state in skipped:
+            print(f"{run['run_id']}: {name} is {now_state}; not reset", file=sys.stderr)
+        if not names:
+            if c.json:
+                from ..render import print_json
+
+                print_json({"run_id": run["run_id"], "retried": [], "active": [ti["task"] for ti in busy],
+                            "skipped": [{"task": t, "state": st} for t, st in skipped]})
+            else:
+                print(f"nothing retried in {run['run_id']}: every task instance to reset changed meanwhile")
+            exit_with(1)
         if not wait:
             if c.json:
                 from ..render import print_json
 
-                print_json({"run_id": run["run_id"], "retried": names, "active": [ti["task"] for ti in busy]})
+                print_json({"run_id": run["run_id"], "retried": names, "active": [ti["task"] for ti in busy],
+                            "skipped": [{"task": t, "state": st} for t, st in skipped]})
             else:
                 print(f"{run['run_id']}: {len(names)} task instance{'s' if len(names) != 1 else ''} back to pending "
                       f"({', '.join(names)}); `pipectl tick` runs them, or add --wait")
@@ -350,22 +362,28 @@ def mark(
 
     store = open_store(c.config(), create=False)
     try:
-        changed = bf.mark(_engine(c, store), run, task, state)
+        changed, skipped = bf.mark(_engine(c, store), run, task, state)
         final = store.run(run["id"])["state"]
     finally:
         store.close()
+    # a running task instance is never marked: its try would overwrite the mark when it ends
+    for t, now_state in skipped:
+        print(f"{run['run_id']}: {t} is {now_state}; not marked (mark it once its try has ended, "
+              f"or let its timeout end it)", file=sys.stderr)
     if c.json:
         from ..render import print_json
 
         print_json({"run_id": run["run_id"], "state": state, "run_state": final,
-                    "changed": [{"task": t, "was": old} for t, old in changed]})
-        return
-    if not changed:
+                    "changed": [{"task": t, "was": old} for t, old in changed],
+                    "skipped": [{"task": t, "state": st} for t, st in skipped]})
+    elif not changed and not skipped:
         print(f"{run['run_id']}: {task} already {state}; nothing changed")
-        return
-    for t, old in changed:
-        print(f"{run['run_id']}: {t} {old} -> {state}")
-    print(f"run is {final}")
+    else:
+        for t, old in changed:
+            print(f"{run['run_id']}: {t} {old} -> {state}")
+        print(f"run is {final}")
+    if skipped:
+        exit_with(1)
 
 
 def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
