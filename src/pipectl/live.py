@@ -238,17 +238,6 @@ def _clock_time(ts: float, now: float, tz: str) -> str:
     return f"{day}{dt:%H:%M} {dt:%Z}"
 
 
-def relpath(path: str | None, root: str) -> str:
-    """A log path relative to the project when it lies inside it, else whole; never shortened."""
-    if not path:
-        return "-"
-    try:
-        rel = os.path.relpath(path, root)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
 def _due_words(w: dict, now: float) -> str:
     if not w.get("due"):
         return ""
@@ -368,7 +357,7 @@ def frame(model: dict, width: int, caps: dict | None = None, live: bool = True, 
              (_fail_words(f), "")] for f in shown["failures"]]
     for f, line in zip(shown["failures"], columns(rows)):
         parts.append(line)
-        path = relpath(f["log"], model["project"])
+        path = render.short_path(f["log"], model["project"])
         if narrow and len(path) + 4 > width:
             parts.append(Text(path, overflow="fold"))  # from column 0: it breaks across as few lines as possible
         else:
