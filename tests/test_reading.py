@@ -211,3 +211,16 @@ def test_logs_header_on_stderr_keeps_stdout_raw_and_follow_ends_with_the_exit(tm
     assert head.startswith("==> p manual__2026-04-01T00:00:00+00:00 a try 1: ")
     assert head.endswith(".pipectl/logs/p/manual__2026-04-01T000000_0000/a.1.log")
     assert rest and rest[-1].startswith("==> a try 1 ended: failed, exit 4")
+
+
+def test_tick_lines_name_sub_daily_runs_by_their_time_of_day(tmp_path):
+    root = make_project(tmp_path, {"q": SUBDAILY, "etl": CHAIN.replace("exit 3", "exit 0")})
+    r = ok(root, "tick", "--wait", now="2026-04-02T03:00:00Z")
+    lines = r.stdout.splitlines()
+    assert "launched: q 2026-04-01 00:00 a try 1" in lines
+    assert "reaped: q 2026-04-01 06:00 a try 1 exit 0" in lines
+    assert "finished runs: q 2026-04-01 06:00 success" in lines
+    # a daily pipeline keeps naming its runs by ds alone
+    assert "launched: etl 2026-04-01 extract try 1" in lines
+    tick_log = ok(root, "logs", "--tick").stdout
+    assert "q 2026-04-01 06:00 a try 1" in tick_log

@@ -380,7 +380,7 @@ class Engine:
         executor.discard_status(t["status_path"])
         if t["pid"] in self.children:
             self._recorded.add(t["pid"])
-        report.reaped.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']} exit {exit_code}")
+        report.reaped.append(f"{self.run_label(run)} {t['task']} try {t['try_number']} exit {exit_code}")
         if hook:
             self._hook(hook, run, pipeline, ti, t, exit_code)
 
@@ -404,7 +404,7 @@ class Engine:
                 hook = None
             else:
                 hook = self._settle(run, ti, task, t["try_number"], None, "lost", now, report)
-        report.lost.append(f"{run['pipeline']} {run['ds']} {t['task']} try {t['try_number']}")
+        report.lost.append(f"{self.run_label(run)} {t['task']} try {t['try_number']}")
         if hook:
             self._hook(hook, run, pipeline, ti, t, None)
 
@@ -427,7 +427,7 @@ class Engine:
                                             exit_code=exit_code, next_try_at=at)
             self.store.add_event("task_retry", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
                                  message=f"{reason} (exit {exit_code}); retry at {iso(datetime.fromtimestamp(at, UTC))}")
-            report.retried.append(f"{pipe} {run['ds']} {ti['task']}")
+            report.retried.append(f"{self.run_label(run)} {ti['task']}")
             return "on_retry"
         self.store.finish_task_instance(ti["id"], try_number, FAILED, now=now, reason=reason, exit_code=exit_code)
         self.store.add_event("task_failed", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
@@ -510,7 +510,7 @@ class Engine:
                             state = self.store.finish_run(run["id"], now)
                             if state is not None:
                                 self.store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
-                                report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+                                report.finished_runs.append(f"{self.run_label(run)} {state}")
                             else:
                                 stale = True
                     if stale:
@@ -566,7 +566,7 @@ class Engine:
                                                log_path=launch.log_path, timeout=task.timeout, pool=task.pool, now=now)
                 self.store.add_event("try_started", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                                      message=f"try {try_number}")
-                launches.append((try_pk, launch, f"{run['pipeline']} {run['ds']} {ti['task']} try {try_number}"))
+                launches.append((try_pk, launch, f"{self.run_label(run)} {ti['task']} try {try_number}"))
                 free -= 1
                 if task.pool is not None:
                     pools[task.pool] = pools.get(task.pool, 0) + 1
@@ -589,6 +589,9 @@ class Engine:
             with self.store.tx():
                 for try_pk, pid in started:
                     self.store.mark_try_started(try_pk, pid, executor.process_start(pid))
+
+    def run_label(self, run) -> str:
+        return run_label(run, self.spec_of(run).timezone)
 
     def template_values(self, run, pipeline: Pipeline, ti, try_number: int) -> dict:
         return template_values(run, ti, try_number)
@@ -733,6 +736,22 @@ class Engine:
             return not self.store.active_runs()
         states = self.store.run_states(list(run_pks))  # one query: a backfill watches hundreds of runs
         return all(states.get(pk, SUCCESS) in (SUCCESS, FAILED) for pk in run_pks)  # a pruned run is done
+
+
+def run_label(run, tz: str) -> str:
+    """How report and tick-log lines name a run: ``pipeline ds``, and the logical time of day
+    (the pipeline's zone) when its interval is shorter than a day -- then a ds holds many runs."""
+    label = f"{run['pipeline']} {run['ds']}"
+    start, end = run["data_interval_start"], run["data_interval_end"]
+    if not (start and end):
+        return label
+    a, b = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    if 0 < (b - a).total_seconds() < 23 * 3600:  # a DST day is 23h long and still daily
+        from zoneinfo import ZoneInfo
+
+        local = datetime.fromisoformat(run["logical_date"]).astimezone(ZoneInfo(tz))
+        label += local.strftime(" %H:%M:%S" if local.second else " %H:%M")
+    return label
 
 
 def template_values(run, ti, try_number: int) -> dict:
