@@ -88,6 +88,9 @@ def test_kill_9_at_random_moments_loses_nothing_and_never_overlaps(tmp_path):
         try:
             snapshot = [(("ti", k), s) for k, s in conn.execute("SELECT id, state FROM task_instances")]
             snapshot += [(("try", k), s) for k, s in conn.execute("SELECT id, state FROM tries")]
+        except sqlite3.OperationalError as e:
+            assert "no such table" in str(e)  # killed while creating the state file: nothing recorded yet
+            continue
         finally:
             conn.close()
         for key, st in snapshot:

@@ -8,6 +8,14 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    import os
+
+    try:
+        # The wrapper that started us leads its try's session, and whoever records the
+        # try kills what is left of that session: leave it first.
+        os.setsid()
+    except OSError:
+        pass  # already a session leader: run by hand
     from .config import load_config
     from .scheduler import Clock, Engine
     from .tick import open_store

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from . import executor
+from ._fs import private_dir, private_open, write_private
 from .model import (FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED,
                     Pipeline, ProjectConfig, Task)
 from .store import Store, loads
@@ -242,6 +243,7 @@ class Engine:
         self._views: dict[int, _RunView] = {}  # running runs' task-instance states, see _views_for
         self._dv: int | None = None  # the state file's data_version when the views were last valid
         self._recorded: set[int] = set()  # pids of our wrappers whose try _finish recorded
+        self._gone: set[tuple[int, int]] = set()  # (ti, try) whose session is known empty
         self.stop_launching = False
         # real time (time.time()) by which a step must be done: a tick's budget. Every loop that can be
         # long checks it and leaves the rest for the next step; ``truncated`` says that happened.
@@ -339,10 +341,8 @@ class Engine:
             if t["state"] == "starting":
                 if executor.is_alive(*self._launcher(t)):
                     continue
-                pid = executor.find_wrapper(t["status_path"])
-                if pid is not None:
-                    with self.store.tx():
-                        self.store.mark_try_started(t["id"], pid, executor.process_start(pid))
+                t = self._unrecorded(t)
+                if t is None:
                     continue
             elif executor.is_alive(t["pid"], t["pid_start"], t["boot_id"]):
                 continue
@@ -358,6 +358,36 @@ class Engine:
     def _launcher(self, t):
         return t["launcher_pid"], t["launcher_start"], t["boot_id"]
 
+    def _unrecorded(self, t):
+        """A starting try whose launcher died before recording its wrapper: adopt a live
+        wrapper (None: nothing more to do now), or return the try as it is to be lost --
+        still ``starting`` if nothing of it ever ran, ``running`` with its session if it did."""
+        outcome, pid = executor.unrecorded_try(t["status_path"])
+        if outcome == "wait":
+            return None
+        if outcome == "never":
+            return t
+        alive = executor.is_wrapper(pid, t["status_path"])
+        start = executor.process_start(pid) if alive else None
+        # "-" matches no start time: the session is named, and its leader is known to be gone
+        start = start if start is not None else "-"
+        with self.store.tx():
+            if not self.store.mark_try_started(t["id"], pid, start):
+                return None  # someone else recorded it meanwhile
+        if start != "-":
+            return None  # adopted: its wrapper runs on
+        return {**dict(t), "state": RUNNING, "pid": pid, "pid_start": start}
+
+    def _end_session(self, t) -> bool:
+        """Kill what is left of a try's session; True once nothing of it runs."""
+        sid, start = t["pid"], t["pid_start"]
+        if not sid:
+            claim = executor.read_claim(t["status_path"])
+            if not claim:
+                return True  # it never ran
+            sid, start = claim, None
+        return executor.end_session(sid, start, t["boot_id"], t["status_path"])
+
     def _finish(self, t, exit_code: int, end: float, report: StepReport) -> None:
         run = self.store.run(t["run"])
         pipeline = self.spec_of(run)
@@ -371,6 +401,8 @@ class Engine:
             # it ran its whole limit, after the wrapper and timeout(1) took over a millisecond to
             # start; only the mtime's coarse clock (up to a jiffy behind) says less
             end = max(end, t["start"] + t["timeout"] + 0.001)
+        # the try has ended: nothing of it outlives it (a retry waits if something would not die)
+        self._end_session(t)
         with self.store.tx():
             ti = self.store.task_instance(t["ti"])
             if not self.store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
@@ -388,10 +420,10 @@ class Engine:
         run = self.store.run(t["run"])
         pipeline = self.spec_of(run)
         task = pipeline.tasks[t["base"]]
-        if t["pid"] and t["boot_id"] == self.boot and executor.process_start(t["pid"]) is None:
-            # the wrapper is gone, but the task it started may not be: never let it run beside a retry.
-            # (A live process at that pid with another start time reused it: a stranger, not ours.)
-            executor.kill_session(t["pid"])
+        # the wrapper is gone, but the task it started may not be: never let it run beside a retry.
+        # (A live process at that pid with another start time reused it: a stranger, not ours.)
+        if self._end_session(t) and t["pid"]:
+            executor.discard_status(t["status_path"])  # its claim: that wrapper cannot come back
         now = self.clock.now()
         with self.store.tx():
             ti = self.store.task_instance(t["ti"])
@@ -542,6 +574,7 @@ class Engine:
 
     def _dispatch(self, candidates: list[tuple], report: StepReport) -> None:
         """Claim and launch ``candidates``, in their order, as far as slots allow."""
+        candidates = [c for c in candidates if self._previous_try_gone(c[2])]
         now = self.clock.now()
         launches = []
         with self.store.tx():
@@ -576,10 +609,12 @@ class Engine:
                 proc = executor.start(launch)
             except OSError as e:
                 # cannot even start: record a failed try with the reason instead of a stuck instance
-                with open(launch.status_path, "w") as f:
-                    f.write("127\n")
-                with open(launch.log_path, "a") as f:  # the try's log is where its user looks
-                    f.write(f"pipectl: could not start the task: {e}\n")
+                write_private(launch.status_path, "127\n")
+                fd = private_open(launch.log_path)  # the try's log is where its user looks
+                try:
+                    os.write(fd, f"pipectl: could not start the task: {e}\n".encode())
+                finally:
+                    os.close(fd)
                 self.log(f"could not start {label}: {e}")
                 continue
             self.children[proc.pid] = proc
@@ -592,6 +627,22 @@ class Engine:
 
     def run_label(self, run) -> str:
         return run_label(run, self.spec_of(run).timezone)
+
+    def _previous_try_gone(self, ti) -> bool:
+        """Whether nothing of the task instance's previous try runs any more (killing what is
+        left of it): a retry never starts beside its predecessor's leftovers."""
+        n = ti["try_number"]
+        if not n or (ti["id"], n) in self._gone:
+            return True
+        prev = [t for t in self.store.tries_for(ti["id"]) if t["try_number"] == n]
+        if prev:
+            if prev[-1]["state"] in ("starting", "running"):
+                return False  # still to be recorded
+            if not self._end_session(prev[-1]):
+                self.log(f"{ti['task']}: a process of try {n} would not die; its next try waits")
+                return False
+        self._gone.add((ti["id"], n))
+        return True
 
     def template_values(self, run, pipeline: Pipeline, ti, try_number: int) -> dict:
         return template_values(run, ti, try_number)
