@@ -187,14 +187,8 @@ def read_claim(status_path: str) -> int | None:
 def abandon(status_path: str) -> bool:
     """Claim a try whose launcher died before recording its wrapper, so that no wrapper
     will ever run it; False if a wrapper (or another reaper) claimed it first."""
-    path = claim_path(status_path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileNotFoundError:
-            private_dir(os.path.dirname(path))
-            fd = os.open(path, flags, 0o600)
+        fd = private_open(claim_path(status_path), os.O_WRONLY | os.O_EXCL)
     except FileExistsError:
         return False
     try:

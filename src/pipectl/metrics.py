@@ -94,14 +94,14 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
     return w.text()
 
 
-def write_atomic(path: str, text: str) -> None:
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
     """Replace ``path`` in one rename, as the textfile collector requires."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     fd, tmp = tempfile.mkstemp(prefix=".pipectl-metrics.", dir=d)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-        os.chmod(tmp, 0o644)  # the collector runs as another user; metrics hold no secrets
+        os.chmod(tmp, mode)  # the collector runs as another user; metrics hold no secrets
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from ._fs import private_open
+
 
 def spec_fingerprint(config) -> str:
     """Changes whenever a spec file or pipectl.toml is added, removed or edited."""
@@ -103,7 +105,7 @@ def _noop_tick(project: str | None) -> int | None:
     if not os.path.exists(config.state_db):
         return None
     # the same flock filelock takes in tick.tick(), so a full tick and this one exclude each other
-    fd = os.open(os.path.join(config.state_dir, "tick.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    fd = private_open(os.path.join(config.state_dir, "tick.lock"), os.O_RDWR)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -823,14 +823,8 @@ def supervisors_dir(config: ProjectConfig) -> str:
 
 
 def register_supervisor(config: ProjectConfig) -> str:
-    d = supervisors_dir(config)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    path = os.path.join(d, str(os.getpid()))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (executor.process_start(os.getpid()) or "").encode())
-    finally:
-        os.close(fd)
+    path = os.path.join(private_dir(supervisors_dir(config)), str(os.getpid()))
+    write_private(path, executor.process_start(os.getpid()) or "")
     return path
 
 

@@ -194,11 +194,11 @@ class Store:
         if not exists and not create:
             raise StateError(f"no state file at {path}; run `pipectl tick` first")
         if not os.path.exists(path):
-            d = os.path.dirname(path)
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            # 0600 from the first byte: the file holds the environment of every run
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            from ._fs import private_open
+
+            # 0600 from the first byte: the file holds the environment of every run (SQLite
+            # gives its -wal and -shm files the same mode)
+            os.close(private_open(path, os.O_WRONLY))
         else:
             _check_header(path)
         try:

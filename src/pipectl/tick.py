@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time as dtime, timezone
 from pathlib import Path
 
+from ._fs import private_dir
 from .model import CronSchedule, EverySchedule, Pipeline, ProjectConfig
 from .scheduler import Clock, Engine, StepReport, forget_dead_supervisors, iso
 from .store import Store, loads
@@ -36,7 +37,7 @@ class TickResult:
 
 
 def open_store(config: ProjectConfig, create: bool = True) -> Store:
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+    private_dir(config.state_dir)
     return Store(config.state_db, create=create)
 
 
@@ -141,8 +142,8 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
     """One pass. Returns at once (busy) when another tick holds the lock."""
     from filelock import FileLock, Timeout
 
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
-    lock = FileLock(os.path.join(config.state_dir, "tick.lock"))
+    private_dir(config.state_dir)
+    lock = FileLock(os.path.join(config.state_dir, "tick.lock"), mode=0o600)
     started = process_started()
     try:
         lock.acquire(timeout=0)

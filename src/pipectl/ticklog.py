@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 
+from ._fs import private_open
+
 MAX_BYTES = 1_000_000
 NAME = "tick.log"
 
@@ -38,9 +40,7 @@ def _stamp(now) -> str:
 def ensure(config) -> str:
     """Create the (empty) tick log with mode 0600 if missing; returns its path."""
     p = path(config)
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.close(fd)
+    os.close(private_open(p))
     return p
 
 
@@ -55,14 +55,11 @@ def append(config, now, lines, max_bytes: int = MAX_BYTES) -> None:
             os.replace(p, p + ".1")
     except FileNotFoundError:
         pass
-    os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
     stamp = _stamp(now)
     data = "".join(f"{stamp} {line}\n" for line in lines).encode("utf-8", "replace")
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # private_open also mends a file the cron shell created with its own umask before we got here
+    fd = private_open(p)
     try:
-        # the cron shell may have created the file with its own umask before we got here
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
         os.write(fd, data)
     finally:
         os.close(fd)

@@ -167,6 +167,8 @@ def metrics(
     finally:
         store.close()
     if output:
-        write_atomic(output, text)
+        # a collector reads it as another user, unless it sits in the private state dir
+        inside = os.path.realpath(output).startswith(os.path.realpath(config.state_dir) + os.sep)
+        write_atomic(output, text, mode=0o600 if inside else 0o644)
         return
     sys.stdout.write(text)
