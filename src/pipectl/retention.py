@@ -22,6 +22,7 @@ PRUNE_EVERY = 3600.0
 class PruneResult:
     runs: list[str] = field(default_factory=list)  # run ids
     log_dirs: int = 0
+    tries: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # run id -> (task, try) deleted
 
 
 def run_log_dir(config, run) -> str:
@@ -40,7 +41,9 @@ def prune(config, store, older_than: float, now: float, dry_run: bool = False) -
     moved: list[tuple[str, str]] = []
     try:
         with store.tx():
-            rows = store.prune_runs_older_than(cutoff, dry_run=dry_run)
+            gone = store.prune_runs_older_than(cutoff, dry_run=dry_run)
+            rows = [r for r, _ in gone]
+            result.tries = {r["run_id"]: tries for r, tries in gone}
             if not dry_run:
                 # set the log directories aside under the same write lock: a run created for the
                 # same date right after this commit (a backfill) logs into a fresh directory that

@@ -797,23 +797,25 @@ class Store:
                       ((to,) if to is not None else ()) + (*args, run_pk, *froms, *guard_args))
         return bool(cur.rowcount)
 
-    def prune_runs_older_than(self, cutoff: float, dry_run: bool = False) -> list[sqlite3.Row]:
+    def prune_runs_older_than(self, cutoff: float, dry_run: bool = False) -> list[tuple[sqlite3.Row, list]]:
         """prune: delete the finished runs that ended before ``cutoff`` (task instances, tries and
         SLA misses by CASCADE) and their events; returns exactly the runs deleted. Selected and
         deleted in one transaction, each by a conditional DELETE: a run re-opened, or with a
-        task instance unfinished or a try live, is never touched, nor is anything of it."""
+        task instance unfinished or a try live, is never touched, nor is anything of it.
+        Returns (run, its (task, try number) pairs) per run deleted (or, dry, that would be)."""
         froms = RUN_TRANSITIONS["prune"][0]
         marks = ",".join("?" * len(froms))
         where = f"state IN ({marks}) AND coalesce(end, created) < ?{_RUN_SETTLED}"
         with self.tx():
             rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE {where} ORDER BY id", (*froms, cutoff))
             if dry_run:
-                return rows
+                return [(r, []) for r in rows]
             gone = []
             for r in rows:
+                tries = [(t["task"], t["try_number"]) for t in self.tries_for_run(r["id"])]
                 if self._x(f"DELETE FROM runs WHERE id = ? AND {where}", (r["id"], *froms, cutoff)).rowcount:
                     self._x("DELETE FROM events WHERE run = ?", (r["id"],))
-                    gone.append(r)
+                    gone.append((r, tries))
         return gone
 
 

@@ -129,17 +129,19 @@ def prune(
     if not os.path.exists(config.state_db):
         result_runs: list[str] = []
         dirs = 0
+        tries: dict = {}
     else:
         store = open_store(config, create=False)
         try:
             res = do_prune(config, store, age, c.now().timestamp(), dry_run=dry_run)
         finally:
             store.close()
-        result_runs, dirs = res.runs, res.log_dirs
+        result_runs, dirs, tries = res.runs, res.log_dirs, res.tries
     if c.json:
         from ..render import print_json
 
-        print_json({"dry_run": dry_run, "runs": result_runs, "log_dirs": dirs})
+        print_json({"dry_run": dry_run, "runs": result_runs, "log_dirs": dirs,
+                    "tries": {} if dry_run else {r: [list(t) for t in ts] for r, ts in tries.items()}})
         return
     verb = "would delete" if dry_run else "deleted"
     for r in result_runs:
