@@ -185,5 +185,6 @@ def test_explain_says_when_a_retry_comes_and_when_the_pipeline_is_paused(tmp_pat
     d = jcli(root, "explain", "r", "--date", "2026-04-01")
     (flaky,) = d["tasks"]
     assert flaky["state"] == "up_for_retry"
-    assert flaky["why"].startswith("retry 2 at ") and "after exit_code (exit 4)" in flaky["why"]
+    assert flaky["why"].startswith("retry 1 of 2 (try 2) at ") and ", in " in flaky["why"]
+    assert flaky["why"].endswith("after exit_code, exit 4") and flaky["ready"] is False
     assert d["notes"] == ["r is paused: no new scheduled runs (`pipectl unpause r`)"]

@@ -18,6 +18,7 @@ from . import executor
 from ._fs import private_dir, private_open, write_private
 from .model import (FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED,
                     Pipeline, ProjectConfig, Task)
+from .rules import Launchable, MaxActiveRuns, RetryTime, Slots, dispatch_key, trigger_outcome  # noqa: F401
 from .store import Store, loads
 
 UTC = timezone.utc
@@ -88,42 +89,6 @@ class _Entries(list):
     def extend(self, items) -> None:
         for item in items:
             self.append(item)
-
-
-def trigger_outcome(rule: str, upstream: list[str]) -> str | None:
-    """What a pending task instance should do given its upstreams' states:
-    'ready', a final state (upstream_failed / skipped), or None to keep waiting."""
-    if not upstream:
-        return "ready"
-    done = all(s in TI_FINISHED for s in upstream)
-    failed = sum(s in (FAILED, UPSTREAM_FAILED) for s in upstream)
-    success = sum(s == SUCCESS for s in upstream)
-    skipped = sum(s == SKIPPED for s in upstream)
-    if rule == "all_success":
-        if failed:
-            return UPSTREAM_FAILED
-        if skipped:
-            return SKIPPED
-        return "ready" if done else None
-    if rule == "all_done":
-        return "ready" if done else None
-    if rule == "all_failed":
-        if success or skipped:
-            return SKIPPED
-        return "ready" if done else None
-    if rule == "one_failed":
-        if failed:
-            return "ready"
-        return SKIPPED if done else None
-    if rule == "one_success":
-        if success:
-            return "ready"
-        return UPSTREAM_FAILED if done else None
-    if rule == "none_failed":
-        if failed:
-            return UPSTREAM_FAILED
-        return "ready" if done else None
-    raise ValueError(f"unknown trigger rule {rule!r}")
 
 
 def task_instance_rows(pipeline: Pipeline) -> list[tuple[str, str, int | None, str | None, str]]:
@@ -317,8 +282,7 @@ class Engine:
             key = (r["pipeline"], r["batch"])
             if (key, r["max_active"]) in full or self.out_of_time():
                 continue
-            limit = r["max_active"] or self.spec_of(r).max_active_runs
-            if running.get(key, 0) >= limit:
+            if not MaxActiveRuns.admits(running.get(key, 0), MaxActiveRuns.limit(r, self.spec_of(r))):
                 full.add((key, r["max_active"]))
                 continue
             with self.store.tx():
@@ -525,7 +489,7 @@ class Engine:
                 raise
             ready_pks = list(view.ready)
             rows = view.rows
-            ready_pks.extend(i for i in view.retry if (rows[i][4] or 0) <= now)
+            ready_pks.extend(i for i in view.retry if RetryTime.due(rows[i][4], now))
             finished = view.unfinished == 0
             if settled or finished:
                 try:
@@ -559,8 +523,7 @@ class Engine:
     def dispatch(self, candidates: list[tuple], report: StepReport) -> None:
         if self.stop_launching or not candidates:
             return
-        candidates.sort(key=lambda c: (-c[0]["priority"], -c[1].tasks[c[2]["base"]].priority, c[0]["seq"] or 0,
-                                       c[0]["logical_date"], c[2]["id"]))
+        candidates.sort(key=dispatch_key)
         if self.deadline is not None and len(candidates) > LAUNCH_CHUNK:
             # starting a process takes milliseconds, far more under load: launch in chunks, each
             # recorded before the next, and stop when the deadline comes (never between a claim
@@ -578,18 +541,14 @@ class Engine:
         now = self.clock.now()
         launches = []
         with self.store.tx():
-            free = self.config.max_parallel - self.store.running_counts()
-            pools = self.store.running_by_pool()
+            # the rulebook's slot rule, the one `explain` replays
+            slots = Slots(self.config, self.store.running_counts(), self.store.running_by_pool())
             for run, pipeline, ti in candidates:
-                if free <= 0:
+                if slots.free <= 0:
                     break
                 task = pipeline.tasks[ti["base"]]
-                if task.pool is not None:
-                    limit = self.config.pools.get(task.pool, self.config.max_parallel)
-                    if pools.get(task.pool, 0) >= limit:
-                        continue
-                if task.run is None:
-                    continue  # sensors are poked, not launched
+                if slots.blocked(task) or Launchable.check(task, ti) is not None:
+                    continue  # a full pool; a sensor is poked and a foreach command expanded, never launched
                 try_number = self.store.claim_task_instance(ti["id"], now)
                 if try_number is None:
                     continue
@@ -600,9 +559,7 @@ class Engine:
                 self.store.add_event("try_started", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                                      message=f"try {try_number}")
                 launches.append((try_pk, launch, f"{self.run_label(run)} {ti['task']} try {try_number}"))
-                free -= 1
-                if task.pool is not None:
-                    pools[task.pool] = pools.get(task.pool, 0) + 1
+                slots.take(task)
         started = []
         for try_pk, launch, label in launches:
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from .model import PENDING, RUNNING, UP_FOR_RETRY, Pipeline, ProjectConfig
+from .model import Pipeline, ProjectConfig
 from .store import Store, loads
 
 UTC = timezone.utc
@@ -117,50 +117,8 @@ def next_runs(pipeline: Pipeline, now: datetime, count: int, anchor: datetime | 
 
 
 def explain_run(store: Store, config: ProjectConfig, run, pipeline: Pipeline, now: float) -> list[dict]:
-    """Why each task instance of ``run`` is or is not running."""
-    from .scheduler import trigger_outcome
+    """Why each task instance of ``run`` is or is not running, in DAG order: the rulebook's
+    verdicts (the rules dispatch applies), as ``{task, state, ready, rule, why}``."""
+    from .rules import explain_run as verdicts
 
-    tis = store.task_instances(run["id"])
-    by_base: dict[str, list] = {}
-    for ti in tis:
-        by_base.setdefault(ti["base"], []).append(ti)
-    running = store.running_counts()
-    pools = store.running_by_pool()
-    out = []
-    for ti in tis:
-        task = pipeline.tasks.get(ti["base"])
-        state = ti["state"]
-        why = state
-        if task is None:
-            why = "task no longer in this run's spec"
-        elif run["state"] == "queued":
-            why = f"run is queued: max_active_runs ({run['max_active'] or pipeline.max_active_runs}) runs already in progress"
-        elif state == PENDING:
-            ups = {n: [u["state"] for u in by_base.get(n, ())] for n in task.needs}
-            waiting = [f"{n} ({', '.join(sorted(set(s)))})" for n, s in ups.items() if any(x not in ("success", "skipped", "failed", "upstream_failed") for x in s)]
-            outcome = trigger_outcome(task.trigger_rule, [s for ss in ups.values() for s in ss])
-            if outcome is None:
-                why = f"waiting on upstream ({task.trigger_rule}): " + ", ".join(waiting)
-            elif task.sensor is not None:
-                why = _sensor_words(run, task, ti, now)
-            elif task.pool and pools.get(task.pool, 0) >= config.pools.get(task.pool, config.max_parallel):
-                why = f"waiting for a slot in pool {task.pool!r} ({pools.get(task.pool, 0)}/{config.pools.get(task.pool)} in use)"
-            elif running >= config.max_parallel:
-                why = f"waiting for a slot: max_parallel {config.max_parallel} reached"
-            else:
-                why = "ready: starts on the next step (tick, or a --wait supervisor)"
-        elif state == UP_FOR_RETRY:
-            why = f"retry {ti['try_number'] + 1} at {ts(ti['next_try_at'])} after {ti['reason']} (exit {ti['exit_code']})"
-        elif state == RUNNING:
-            why = f"running try {ti['try_number']} since {ts(ti['start'])}"
-        elif ti["reason"]:
-            why = f"{state}: {ti['reason']}" + (f" (exit {ti['exit_code']})" if ti["exit_code"] is not None else "")
-        out.append({"task": ti["task"], "state": state, "why": why})
-    return out
-
-
-def _sensor_words(run, task, ti, now: float) -> str:
-    from .scheduler import template_values
-    from .sensors import describe_wait
-
-    return describe_wait(task, ti, template_values(run, ti, ti["try_number"]), now)
+    return [v.as_dict() for v in verdicts(store, config, run, pipeline, now)]
