@@ -155,3 +155,31 @@ def test_explain_says_ready_for_exactly_what_dispatch_claims(w):
             assert said_ready == claimed
         finally:
             store.close()
+
+
+def test_a_pending_task_below_a_failure_is_explained_before_the_step_settles_it(tmp_path):
+    w = {"max_parallel": 2, "warehouse": 1, "states": [FAILED, PENDING, PENDING], "retry_at": [],
+         "pipelines": [{"name": "p", "max_active_runs": 1, "paused": False, "runs": [("running", "manual")],
+                        "tasks": {"t0": {"needs": [], "trigger_rule": "all_success", "pool": None, "priority": 0},
+                                  "t1": {"needs": ["t0"], "trigger_rule": "all_success", "pool": None, "priority": 0},
+                                  "t2": {"needs": ["t1"], "trigger_rule": "all_done", "pool": None, "priority": 0}}}]}
+    config, store, engine = build(tmp_path, w)
+    try:
+        run = store.last_run("p")
+        v = {x.task: x for x in rules.explain_run(store, config, run, engine.spec_of(run), engine.clock.now())}
+        assert v["t0"].why == "failed: exit 3 on try 1"
+        assert v["t1"].state == "pending" and v["t1"].rule == "trigger_rule"
+        assert v["t1"].why == "upstream_failed on the next step because t0 failed (exit 3)"
+        # the cascade: t1 settles in the same step, so t2 (all_done) starts in it
+        assert v["t2"].ready is True and v["t2"].why == "ready: try 1 starts on the next step"
+    finally:
+        store.close()
+
+
+def test_rule_words():
+    assert rules.span(42) == "42s" and rules.span(185) == "3m05s" and rules.span(7800) == "2h10m"
+    now = datetime(2026, 4, 3, 14, 4, 28, tzinfo=UTC).timestamp()
+    assert rules.at_words(now + 42, now, "UTC") == "14:05:10 UTC, in 42s"
+    assert rules.at_words(now + 86400, now, "UTC") == "2026-04-04 14:04:28 UTC, in 1d"
+    assert rules.at_words(now - 60, now, "Europe/Paris") == "16:03:28 CEST, 1m ago"
+    assert rules.trigger_outcome("one_success", ["failed", "skipped"]) == UPSTREAM_FAILED

@@ -45,6 +45,17 @@ def at_words(epoch: float, now: float, tz: str | None = None) -> str:
     return f"{clock} {zone}, {rel}".replace(" ,", ",")
 
 
+def _outcome_words(ti) -> str:
+    """'failed: exit 3 on try 3', 'failed: timeout (exit 124) on try 1', 'success on try 2'."""
+    state, reason, code, n = ti["state"], ti["reason"], ti["exit_code"], ti["try_number"]
+    if reason in (None, "exit_code"):
+        what = f"exit {code}" if code is not None and state != SUCCESS else ""
+    else:
+        what = reason + (f" (exit {code})" if code is not None else "")
+    on = f"on try {n}" if n else ""
+    return state + (f": {what}" if what else "") + (f" {on}" if on else "")
+
+
 def _state_words(ti) -> str:
     """'load_dims failed (exit 3)', 'clean upstream_failed', 'extract running'."""
     state = ti["state"]
@@ -463,10 +474,7 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
         why = TriggerRule.reason(task, upstream, outcome) if outcome == state else None
         return v(False, "done", why or f"{state} by its trigger rule ({task.trigger_rule})")
     if state in TI_FINISHED:
-        tries = ti["try_number"]
-        detail = [x for x in (ti["reason"], f"exit {ti['exit_code']}" if ti["exit_code"] is not None else None,
-                              f"after {tries} {'try' if tries == 1 else 'tries'}" if tries else None) if x]
-        return v(False, "done", state + (f": {', '.join(detail)}" if detail else ""))
+        return v(False, "done", _outcome_words(ti))
     if run_state == "queued":
         return v(False, MaxActiveRuns.name, run_note or "run queued")
     if run_state not in (RUNNING, "finished"):  # finished: the step settles what is left, see below
@@ -509,3 +517,100 @@ def explain_run(store, config: ProjectConfig, run, pipeline: Pipeline, now: floa
     order = {n: i for i, n in enumerate(topo_order(list(pipeline.tasks), {n: list(t.needs) for n, t in pipeline.tasks.items()}))}
     tis = sorted(tis, key=lambda ti: (order.get(ti["base"], len(order)), ti["map_index"] or 0, ti["id"]))
     return [verdicts[ti["id"]] for ti in tis if ti["id"] in verdicts]
+
+
+# -- runs that do not exist (yet) ---------------------------------------------
+def why_no_run(store, pipeline: Pipeline, when, now: datetime) -> list[str]:
+    """Why ``pipeline`` has no run for ``when`` (a ds ``date`` or a logical-date ``datetime``), in the
+    order the scheduler would decide it: schedule, start_date, end_date, interval not closed yet,
+    paused, skipped by ``catchup: false``, due at the next tick; assets a consumer waits for."""
+    from .model import AssetSchedule, FileSchedule
+
+    row = store.pipeline_row(pipeline.name) if store is not None else None
+    paused = bool(row and row["paused"])
+    out: list[str] = []
+    if pipeline.time_schedules:
+        out.append(_time_reason(pipeline, row, when, now, paused))
+    for s in pipeline.schedules:
+        if isinstance(s, AssetSchedule):
+            out.append(_asset_reason(store, pipeline, s, when, paused))
+        elif isinstance(s, FileSchedule):
+            out.append(f"schedule {{file: {s.file}}}: one run per new matching file; none has made a run for "
+                       f"{_when_text(when)}" + (" (paused: files wait for unpause)" if paused else ""))
+    if not pipeline.schedules:
+        out.append(f"{pipeline.name} has no schedule: runs come only from `pipectl trigger` or `pipectl backfill`")
+    return out
+
+
+def _when_text(when) -> str:
+    return when.isoformat() if isinstance(when, datetime) else f"ds {when.isoformat()}"
+
+
+def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> str:
+    from datetime import time as dtime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from .schedules import describe, due_intervals, timetable
+    from .tick import instant
+
+    tz = pipeline.timezone
+    start = instant(pipeline.start_date, tz)
+    end = instant(pipeline.end_date, tz, end_of_day=True)
+    anchor = start or (datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else now)
+    tt = timetable(pipeline.time_schedules, tz, anchor)
+    words = "; ".join(describe(s, tz) for s in pipeline.time_schedules)
+    if isinstance(when, datetime):
+        lo = when
+        if not tt.fires_at(lo):
+            return f"{lo.isoformat()} is not a schedule time of {pipeline.name} ({words}): no scheduled run has it"
+    else:
+        day = datetime.combine(when, dtime(0, 0), ZoneInfo(tz))
+        lo = day if tt.fires_at(day) else tt.next_after(day)
+        if lo is None or lo >= datetime.combine(when + timedelta(days=1), dtime(0, 0), ZoneInfo(tz)):
+            return f"no schedule time of {pipeline.name} falls on ds {when.isoformat()} ({words})"
+    hi = tt.next_after(lo)
+    label = f"the run for {lo.isoformat()}"
+    if start is not None and lo < start:
+        return (f"{label} is before start_date {pipeline.start_date}: the scheduler never creates it "
+                f"(`pipectl backfill {pipeline.name}` can)")
+    if end is not None and lo > end:
+        return f"{label} is beyond end_date {pipeline.end_date}: the scheduler never creates it"
+    nowts = now.timestamp()
+    if hi is None:
+        return f"{label}: its interval never closes ({words})"
+    if hi > now:
+        return (f"{label} does not exist yet: its interval closes at {at_words(hi.timestamp(), nowts, tz)}; "
+                "the first tick after that creates it" + (f" (but {pipeline.name} is paused)" if paused else ""))
+    cursor = datetime.fromisoformat(row["cursor"]) if row and row["cursor"] else None
+    backfill = f"`pipectl backfill {pipeline.name} --start {lo.date()} --end {lo.date()}` runs it"
+    if cursor is not None and hi <= cursor:  # the scheduler has moved past it
+        if not pipeline.catchup:
+            return (f"{label} was skipped by `catchup: false`: after a gap only the latest missed interval runs; "
+                    + backfill)
+        return f"{label}: the scheduler is past it and it has no run (pruned, or deleted); " + backfill
+    due = due_intervals(tt, cursor, start, end, now, pipeline.catchup)
+    if paused:
+        if (lo, hi) in due:
+            then = "unpausing creates it"
+        else:
+            then = "unpausing skips it (`catchup: false` runs only the latest missed interval)"
+        return (f"{label}: {pipeline.name} is paused, so no scheduled run is created; {then} "
+                f"(`pipectl unpause {pipeline.name} --dry-run` previews)")
+    if (lo, hi) in due:
+        return f"{label} is due: its interval closed at {at_words(hi.timestamp(), nowts, tz)}; the next tick creates it"
+    return (f"{label} will be skipped by `catchup: false`: the next tick creates only the latest missed interval; "
+            + backfill)
+
+
+def _asset_reason(store, pipeline: Pipeline, sched, when, paused: bool) -> str:
+    ds = (when.date() if isinstance(when, datetime) else when).isoformat()
+    have = {r["asset"] for r in (store.latest_asset_events(list(sched.assets)) if store is not None else ()) if r["ds"] == ds}
+    missing = [a for a in sched.assets if a not in have]
+    if paused:
+        return f"{pipeline.name} is paused: asset updates wait for unpause"
+    if not missing:
+        return f"assets {', '.join(sched.assets)} are all updated for ds {ds}: the next tick creates the run"
+    if sched.mode == "any" and have:
+        return f"asset {', '.join(sorted(have))} is updated for ds {ds}: the next tick creates the run"
+    word = "every one of" if sched.mode == "all" else "any of"
+    return (f"waiting on asset {', '.join(missing)} for ds {ds} (needs {word} {', '.join(sched.assets)})")

@@ -664,39 +664,61 @@ def _follow(p, store, path: str, try_pk: int):
 @app.command()
 def explain(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at: AtOpt = None,
             run_id: RunIdOpt = None) -> None:
-    """Why each task is or is not running: upstream, pool, sensor, retry time, paused, max_active_runs."""
-    from ..views import explain_run
+    """Why each task is or is not running: upstream, pool, sensor, retry time, paused, max_active_runs;
+    for a run that does not exist, why not."""
+    from ..views import explain_view
 
     c = get_ctx(ctx)
     p = _history(c, pipeline)
+    when = _asked_when(p, date_, at)
     store = _store(c)
     try:
-        notes = []
-        row = store.pipeline_row(p.name) if store else None
-        if row and row["paused"]:
-            notes.append(f"{p.name} is paused: no new scheduled runs (`pipectl unpause {p.name}`)")
-        run = _run_or_none(c, store, p, date_, run_id, at)
-        if run is None:
-            return
-        items = explain_run(store, c.config(), run, p, _clock(c).now())
+        run = _run_for(c, store, p, date_, run_id, at) if run_id or _has_run(store, p, when) else None
+        view = explain_view(store, c.config(), p, run, when, _clock(c).dt())
     finally:
         if store:
             store.close()
     if c.json:
         from ..render import print_json
 
-        print_json({"run_id": run["run_id"], "state": run["state"], "notes": notes, "tasks": items})
+        print_json(view)
         return
     from .. import render
 
     con = c.console()
-    for n in notes:
-        con.print(n)
-    con.print(f"{p.name} {run['run_id']} ({run['state']})")
-    t = render.table("task", "state", "why")
-    for i in items:
-        t.add_row(i["task"], render.state_text(i["state"]), i["why"])
-    con.print(t)
+    if run is None:
+        asked = at or date_
+        con.print(f"{p.name}: no run " + (f"for {asked}" if asked else "yet"), markup=False, highlight=False)
+    else:
+        con.print(f"{p.name} {run['run_id']} ", render.state_text(run["state"]))
+    for line in view["notes"] + (view["why"] or []):
+        con.print(line, markup=False, highlight=False)
+    if view["tasks"]:
+        t = render.table("task", "state", "why")
+        for i in view["tasks"]:
+            t.add_row(i["task"], render.state_text("ready" if i["ready"] else i["state"], i["state"]), i["why"])
+        con.print(t)
+
+
+def _asked_when(p, date_: str | None, at: str | None):
+    """The ds (a date) or logical date (a datetime) that --date / --at name, None for neither."""
+    if at:
+        from ..runref import _parse_at
+
+        day = parse_date_arg(date_, tz=p.timezone) if date_ else None
+        return _parse_at(at, p.timezone, day if day is not None and not isinstance(day, datetime) else None)
+    return parse_date_arg(date_, tz=p.timezone) if date_ else None
+
+
+def _has_run(store, p, when) -> bool:
+    """Whether --date (or, without it, the pipeline) names at least one run."""
+    if store is None:
+        return False
+    if when is None:
+        return store.last_run(p.name) is not None
+    if isinstance(when, datetime):
+        return store.run_by_date(p.name, when.isoformat()) is not None
+    return bool(store.runs_by_ds(p.name, when.isoformat()))
 
 
 @app.command("next")
