@@ -101,7 +101,7 @@ def test_show_json_and_logs(tmp_path):
 def test_explain_names_the_upstream_a_task_waits_on(tmp_path):
     root = make_project(tmp_path, {"p": """
         tasks:
-          first: {run: "sleep 1"}
+          first: {run: "while [ ! -e go ]; do sleep 0.05; done"}
           second: {run: "true", needs: [first]}
     """})
     ok(root, "trigger", "p", "--date", "2026-04-01")
@@ -112,6 +112,7 @@ def test_explain_names_the_upstream_a_task_waits_on(tmp_path):
     assert "waiting on upstream" in why["second"][1] and "first (running)" in why["second"][1]
     r = ok(root, "explain", "p")
     assert "first (running)" in r.stdout
+    (root / "go").touch()
     ok(root, "tick", "--wait")
     assert runs(root, "p")[0]["state"] == "success"
 

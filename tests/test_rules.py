@@ -122,19 +122,21 @@ def build(root: Path, w: dict):
                     task = pipeline.tasks[ti["base"]]
                     if s == PENDING:
                         continue
-                    store.claim_task_instance(ti["id"], now - 120)  # try 1
+                    if s in (UPSTREAM_FAILED, SKIPPED):
+                        assert store.set_ti_state(ti["id"], s, now=now, reason="trigger_rule")
+                        continue
+                    assert store.claim_task_instance(ti["id"], now - 120) == 1
                     if s == RUNNING:
                         t = store.insert_try(ti["id"], 1, launcher_pid=me[0], launcher_start=me[1], boot_id=me[2],
                                              status_path=str(root / "no-status" / str(ti["id"])), log_path=str(root / "log"),
                                              timeout=None, pool=task.pool, now=now - 60)
                         store.mark_try_started(t, me[0], me[1])
                     elif s == UP_FOR_RETRY:
-                        store.set_ti_state(ti["id"], s, reason="exit_code", exit_code=1, next_try_at=now + next(retry_at, 5))
-                    elif s in (UPSTREAM_FAILED, SKIPPED):
-                        store.set_ti_state(ti["id"], s, now=now, reason="trigger_rule")
+                        assert store.finish_task_instance(ti["id"], 1, s, now=now - 60, reason="exit_code", exit_code=1,
+                                                          next_try_at=now + next(retry_at, 5))
                     else:
-                        store.set_ti_state(ti["id"], s, now=now, exit_code=0 if s == SUCCESS else 3,
-                                           reason=None if s == SUCCESS else "exit_code")
+                        assert store.finish_task_instance(ti["id"], 1, s, now=now - 60, exit_code=0 if s == SUCCESS else 3,
+                                                          reason=None if s == SUCCESS else "exit_code")
     return config, store, engine
 
 

@@ -41,7 +41,7 @@ def at_words(epoch: float, now: float, tz: str | None = None) -> str:
     today = to_local(datetime.fromtimestamp(now, UTC), tz).date()
     clock = t.strftime("%H:%M:%S") if t.date() == today else t.strftime("%Y-%m-%d %H:%M:%S")
     zone = t.tzname() or ""
-    rel = f"in {span(epoch - now)}" if epoch > now else ("now" if epoch == now else f"{span(now - epoch)} ago")
+    rel = "now" if abs(epoch - now) < 0.5 else f"in {span(epoch - now)}" if epoch > now else f"{span(now - epoch)} ago"
     return f"{clock} {zone}, {rel}".replace(" ,", ",")
 
 
@@ -214,6 +214,23 @@ class Launchable:
         return None
 
 
+class PreviousTry:
+    """A retry never starts beside its predecessor: not while that try is still live in the
+    state file (nor, in the engine, while a process of its session survives being killed)."""
+
+    name = "previous_try"
+
+    @staticmethod
+    def live(store, ti) -> bool:
+        n = ti["try_number"]
+        return bool(n) and any(t["try_number"] == n and t["state"] in ("starting", "running")
+                               for t in store.tries_for(ti["id"]))
+
+    @staticmethod
+    def reason(ti) -> str:
+        return f"try {ti['try_number']} has not been recorded as ended yet; the next try waits for it"
+
+
 class Slots:
     """``max_parallel`` over every pipeline and the named pools, at one instant.
 
@@ -381,6 +398,8 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
             elif kind == "foreach":
                 if c not in out.expands:
                     out.expands.append(c)
+            elif PreviousTry.live(store, c[2]):
+                blocked[c[2]["id"]] = PreviousTry.reason(c[2])
             else:
                 keep.append(c)
         for c in sorted(keep, key=dispatch_key):
@@ -499,7 +518,7 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
     if kind == "foreach":
         return v(False, "foreach", "its foreach command lists the items on the next step; they start then")
     if blocked:
-        return v(False, Slots.name, blocked)
+        return v(False, PreviousTry.name if blocked == PreviousTry.reason(ti) else Slots.name, blocked)
     return v(False, "unknown", "not offered to dispatch in this step")
 
 

@@ -282,7 +282,8 @@ class Engine:
             key = (r["pipeline"], r["batch"])
             if (key, r["max_active"]) in full or self.out_of_time():
                 continue
-            if not MaxActiveRuns.admits(running.get(key, 0), MaxActiveRuns.limit(r, self.spec_of(r))):
+            limit = MaxActiveRuns.limit(r, self.spec_of(r))
+            if not MaxActiveRuns.admits(running.get(key, 0), limit):
                 full.add((key, r["max_active"]))
                 continue
             with self.store.tx():
