@@ -847,6 +847,38 @@ def _check_header(path: str) -> None:
         raise StateError(f"{path} is not a pipectl state file (not SQLite); it was left untouched")
 
 
+def copy_state(src: str, dst: str) -> None:
+    """A consistent copy of the state file at ``src`` into a new file ``dst``, for previews that
+    run the scheduler on a scratch copy. ``src`` is never written: with no write-ahead log beside
+    it (nobody has it open), its bytes are copied and checked; else SQLite's backup reads it
+    through a read-only connection (which would leave a -wal/-shm pair behind were there none)."""
+    import shutil
+
+    _check_header(src)
+    try:
+        if not os.path.exists(src + "-wal"):
+            shutil.copyfile(src, dst)
+            check = sqlite3.connect(dst)
+            try:
+                ok = check.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            finally:
+                check.close()
+            if ok and not os.path.exists(src + "-wal"):
+                return
+            os.unlink(dst)  # a writer came in while we copied: read it properly
+        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
+        try:
+            target = sqlite3.connect(dst)
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.DatabaseError as e:
+        raise StateError(f"{src} is not a usable pipectl state file ({e}); it was left untouched") from None
+
+
 def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 

@@ -166,26 +166,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 # real time: a tick returns within its budget, keeping a reserve for closing down
                 engine.deadline = started + config.tick_budget - budget_reserve(config.tick_budget)
             pipelines, result.invalid = refresh_pipelines(config, store, now)
-            rows = store.pipeline_rows()
-            touched: set[int] = set()
-            now_dt = clock.dt()
-            # the longest-waiting first, so that pipelines a short tick did not reach go first next time
-            for name in sorted(pipelines, key=lambda n: (rows[n]["next_due"] or 0, n)):
-                if engine.out_of_time():
-                    break
-                p = pipelines[name]
-                row = rows[name]
-                if row["paused"] or not is_time_scheduled(p):
-                    continue
-                if row["next_due"] is not None and row["next_due"] > now:
-                    continue
-                for pk in schedule_pipeline(engine, p, row, now_dt):
-                    touched.add(pk)
-                    result.report.created.append(f"{name} {store.run(pk)['logical_date']}")
-            for hook in EXTRA_SOURCES:
-                if engine.out_of_time():
-                    break
-                touched |= set(hook(engine, pipelines, rows, now_dt, result.report))
+            touched = create_due_runs(engine, pipelines, store.pipeline_rows(), result.report)
             with store.tx():
                 store.set_meta("last_tick", repr(now))
             if not engine.out_of_time():
@@ -200,6 +181,31 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
             store.close()
     finally:
         lock.release()
+
+
+def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report: StepReport) -> set[int]:
+    """The runs a tick creates: closed intervals of time schedules, then asset and file triggers.
+    (``tick --dry-run`` calls this on a scratch copy of the state file.)"""
+    store, now, now_dt = engine.store, engine.clock.now(), engine.clock.dt()
+    touched: set[int] = set()
+    # the longest-waiting first, so that pipelines a short tick did not reach go first next time
+    for name in sorted(pipelines, key=lambda n: (rows[n]["next_due"] or 0, n)):
+        if engine.out_of_time():
+            break
+        p = pipelines[name]
+        row = rows[name]
+        if row["paused"] or not is_time_scheduled(p):
+            continue
+        if row["next_due"] is not None and row["next_due"] > now:
+            continue
+        for pk in schedule_pipeline(engine, p, row, now_dt):
+            touched.add(pk)
+            report.created.append(f"{name} {store.run(pk)['logical_date']}")
+    for hook in EXTRA_SOURCES:
+        if engine.out_of_time():
+            break
+        touched |= set(hook(engine, pipelines, rows, now_dt, report))
+    return touched
 
 
 def process_started() -> float:

@@ -37,12 +37,18 @@ def _warn(c, line: str) -> None:
 
 
 @app.command()
-def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="Drive every run it touched to the end, retries included.")] = False) -> None:
+def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="Drive every run it touched to the end, retries included.")] = False,
+         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what this tick would create and start; change nothing.")] = False) -> None:
     """One scheduler pass: create due runs, reap finished tries, start ready tasks."""
     from ..tick import tick as do_tick
 
     c = get_ctx(ctx)
     config = c.config()
+    if dry_run:
+        from ..preview import preview
+
+        print_preview(c, preview(config, _clock(c)), "tick --dry-run")
+        return
     result = do_tick(config, _clock(c), wait=wait)
     if result.busy:
         print("another tick is running; this one has nothing to do", file=sys.stderr)
@@ -65,6 +71,37 @@ def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="
             print("nothing due")
     if wait and any(r.endswith(" failed") for r in result.report.finished_runs):
         exit_with(1)
+
+
+def print_preview(c, pv, what: str) -> None:
+    """A preview (tick --dry-run, unpause --dry-run): what would be created and started."""
+    if c.json:
+        from ..render import print_json
+
+        print_json({"dry_run": True, **pv.as_dict()})
+        return
+    print(f"{what} at {c.now().isoformat()}: nothing was changed")
+    for name, errs in pv.invalid.items():
+        _warn(c, f"pipeline {name} is invalid and would be skipped: {errs[0] if errs else ''}")
+    _preview_list(f"would create {len(pv.created)} run{'s' if len(pv.created) != 1 else ''}", pv.created,
+                  lambda r: f"{r['pipeline']} {r['logical_date']} ({r['run_type']}, ds {r['ds']})")
+    _preview_list(f"would start {len(pv.starts)} task instance{'s' if len(pv.starts) != 1 else ''}", pv.starts,
+                  lambda t: f"{t['pipeline']} {t['ds']} {t['task']} try {t['try']}")
+    if pv.pokes:
+        _preview_list(f"would check {len(pv.pokes)} sensor(s)", pv.pokes, lambda t: f"{t['pipeline']} {t['ds']} {t['task']}")
+    if pv.expands:
+        _preview_list(f"would run {len(pv.expands)} foreach command(s), then start their items", pv.expands,
+                      lambda t: f"{t['pipeline']} {t['ds']} {t['task']}")
+    if pv.ended_tries:
+        print(f"also: {pv.ended_tries} tr{'y has' if pv.ended_tries == 1 else 'ies have'} ended since the last step; "
+              "a real tick records them first, and what they make ready may start too")
+
+
+def _preview_list(title: str, items: list, line, head: int = 10, tail: int = 3) -> None:
+    print(title + (":" if items else ""))
+    shown = items if len(items) <= head + tail + 1 else items[:head] + [None] + items[-tail:]
+    for i in shown:
+        print(f"  ... {len(items) - head - tail} more" if i is None else f"  {line(i)}")
 
 
 def _ticklog(config, result) -> None:
@@ -207,6 +244,24 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
 
         when = "never" if last_tick is None else f"{human_age(tick_age)} ago"
         _warn(c, f"ticks have stopped arriving (last tick: {when}); is the crontab line or timer installed? see `pipectl doctor`")
+    _warn_backlog(c, [loaded.pipelines[n] for n in names if n in loaded.pipelines], now)
+
+
+def _warn_backlog(c, pipelines, now) -> None:
+    """A pending catch-up (many scheduled runs at the next tick, or on unpause) is said before it happens."""
+    if not any(p.catchup for p in pipelines):
+        return
+    from ..preview import backlog, backlog_words
+
+    store = _store(c)
+    try:
+        for p in pipelines:
+            b = backlog(store, p, now)
+            if b is not None:
+                _warn(c, backlog_words(b))
+    finally:
+        if store:
+            store.close()
 
 
 @app.command()
@@ -735,7 +790,9 @@ def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> Non
         from ..render import print_json
 
         print_json(items)
+        _warn_backlog(c, [p], c.now())
         return
     print(f"{p.name}: {schedule_words(p)}")
     for i in items:
         print(f"  {i['fire_time']}  runs ds {i['ds']}  (logical date {i['logical_date']})")
+    _warn_backlog(c, [p], c.now())

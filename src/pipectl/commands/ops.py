@@ -418,8 +418,17 @@ def pause(ctx: typer.Context, pipeline: PipelineArg) -> None:
 
 
 @app.command()
-def unpause(ctx: typer.Context, pipeline: PipelineArg) -> None:
+def unpause(ctx: typer.Context, pipeline: PipelineArg,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what unpausing would create and start; change nothing.")] = False) -> None:
     """Resume scheduling (honours catchup)."""
+    if dry_run:
+        from ..preview import preview
+        from .core import print_preview
+
+        c = get_ctx(ctx)
+        p = c.pipeline(pipeline)
+        print_preview(c, preview(c.config(), _clock(c), unpause=p.name), f"unpause {p.name} --dry-run")
+        return
     _pause(ctx, pipeline, False)
 
 
