@@ -60,10 +60,11 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
             out["notes"].append(f"{name} is paused")
         if not row["valid"] and row["error"]:
             out["notes"].append(f"{name} spec is invalid: {row['error']}")
-    runs = [r for r in store.active_runs() if pipeline is None or r["pipeline"] == pipeline]
-    by_id = {r["id"]: r for r in runs}
-    for gone in set(specs) - set(by_id):  # finished runs leave the cache
+    active = store.active_runs()
+    for gone in set(specs) - {r["id"] for r in active}:  # finished runs leave the cache
         del specs[gone]
+    runs = [r for r in active if pipeline is None or r["pipeline"] == pipeline]
+    by_id = {r["id"]: r for r in runs}
     counts = out["counts"]
     counts["runs_running"] = sum(r["state"] == "running" for r in runs)
     counts["runs_queued"] = sum(r["state"] == "queued" for r in runs)
@@ -92,12 +93,13 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
             })
 
     # waiting task instances: running runs task by task (DAG order), then queued runs one line each
+    why_of = waiting_reasons(store, config, now, spec)
     for run in sorted(runs, key=lambda r: r["state"] != "running"):
         p = spec(run)
         if run["state"] == "queued":
             counts["waiting"] += 1
             if len(out["waiting"]) < limit:
-                reasons = waiting_reasons(store, config, run, p, now)
+                reasons = why_of(run, p)
                 why = reasons[0]["why"] if reasons else "run is queued"
                 out["waiting"].append({**_run_keys(run, p), "task": None, "state": "queued", "why": why, "due": None})
             continue
@@ -106,12 +108,15 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
         room = limit - len(out["waiting"])
         if not tis or room <= 0:
             continue
-        whys = {r["task"]: r["why"] for r in waiting_reasons(store, config, run, p, now)}
+        whys = {r["task"]: r["why"] for r in why_of(run, p)}
         for ti in _dag_order(tis, p)[:room]:
             due = ti["next_try_at"] if ti["state"] == "up_for_retry" else ti["sensor_next"]
             out["waiting"].append({**_run_keys(run, p), "task": ti["task"], "state": ti["state"],
                                    "why": whys.get(ti["task"], ti["state"]),
                                    "due": due, "due_in": (due - now) if due else None})
+
+    if why_of.error:
+        out["notes"].append(f"why tasks wait is unknown this frame ({why_of.error})")
 
     # SLA countdowns: every unfinished run or task instance with an SLA, soonest deadline first
     slas = []
@@ -150,16 +155,35 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
     return out
 
 
-def waiting_reasons(store: Store, config: ProjectConfig, run, pipeline: Pipeline | None, now: float) -> list[dict]:
-    """``[{task, state, why}]`` for a run's task instances: why each is not running yet.
+def waiting_reasons(store: Store, config: ProjectConfig, now: float, spec_of: Callable) -> Callable:
+    """``why(run, pipeline) -> [{task, state, why}]``: why a run's task instances (or a queued
+    run itself, ``task`` None) are not running yet.
 
-    The one place the live view asks for reasons, so it says exactly what ``explain`` says.
+    The one place the live view asks: the rulebook replays one engine step over the whole
+    state file (once per frame, and only when something waits), so every reason is what
+    dispatch would do and what ``explain`` says.
     """
-    if pipeline is None:
-        return []
-    from .views import explain_run
+    from . import rules
 
-    return explain_run(store, config, run, pipeline, now)
+    step: list = []
+
+    def why(run, pipeline: Pipeline | None) -> list[dict]:
+        if pipeline is None:
+            return []
+        if not step:
+            try:
+                step.append(rules.plan(store, config, now, spec_of=spec_of))
+            except Exception as e:  # noqa: BLE001 - e.g. a snapshot this version cannot read: the rest still shows
+                step.append(None)
+                why.error = f"{type(e).__name__}: {e}"
+        if step[0] is None:
+            return []
+        if run["id"] in step[0].run_notes:
+            return [{"task": None, "state": run["state"], "why": step[0].run_notes[run["id"]]}]
+        return [v.as_dict() for v in rules.explain_run(store, config, run, pipeline, now, step[0])]
+
+    why.error = None
+    return why
 
 
 def _dag_order(tis: list, pipeline: Pipeline | None) -> list:
@@ -236,15 +260,6 @@ def _clock_time(ts: float, now: float, tz: str) -> str:
     dt = datetime.fromtimestamp(ts, zone)
     day = "" if dt.date() == datetime.fromtimestamp(now, zone).date() else f"{dt:%m-%d} "
     return f"{day}{dt:%H:%M} {dt:%Z}"
-
-
-def _due_words(w: dict, now: float) -> str:
-    if not w.get("due"):
-        return ""
-    left = w["due"] - now
-    what = "retry" if w["state"] == "up_for_retry" else "check"
-    when = _clock_time(w["due"], now, w["timezone"])
-    return f"{what} due now ({when})" if left <= 0 else f"{what} in {span(left)} ({when})"
 
 
 def _sla_words(s: dict, now: float) -> str:
@@ -337,16 +352,12 @@ def frame(model: dict, width: int, caps: dict | None = None, live: bool = True, 
 
     parts.append(heading("Waiting", "waiting"))
     rows = [[(glyph.get(w["state"], "-"), render.state_style(w["state"])), (w["pipeline"], ""), (w["label"], ""),
-             (w["task"] or "(whole run)", "bold"), (w["state"], render.state_style(w["state"])),
-             ("" if narrow else _due_words(w, now), "yellow")] for w in shown["waiting"]]
+             (w["task"] or "(whole run)", "bold"), (w["state"], render.state_style(w["state"]))]
+            for w in shown["waiting"]]
     for w, line in zip(shown["waiting"], columns(rows)):
         parts.append(line)
-        why = Text()
-        due = _due_words(w, now) if narrow else ""
-        if due:
-            why.append(due + ": ", style="yellow")
-        why.append(w["why"], style="dim")
-        parts.append(_indent(why, 4 if narrow else 6))
+        # the rulebook's words carry the times (retry at, next check, in how long)
+        parts.append(_indent(Text(w["why"], style="yellow" if w["due"] else "dim"), 4 if narrow else 6))
 
     parts.append(heading("SLA", "sla"))
     parts += columns([[(s["pipeline"], ""), (s["label"], ""), (s["task"] or "(run)", "bold"),
