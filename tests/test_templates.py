@@ -1,9 +1,8 @@
-import shlex
 from datetime import datetime, timezone
 
 import pytest
 
-from pipectl.templates import TemplateError, find_variables, render, task_env
+from pipectl.templates import TemplateError, find_variables, render, shell_command, task_env
 
 VALUES = {
     "ds": "2026-04-25",
@@ -27,35 +26,51 @@ def test_render_without_shell_is_verbatim():
     assert render("{{ logical_date }}", VALUES, shell=False) == "2026-04-25T02:00:00+00:00"
 
 
+def _sh(cmd: str, values) -> str:
+    """What /bin/sh prints for a rendered command, given the environment it asks for."""
+    import os
+    import subprocess
+
+    command, env = shell_command(cmd, values)
+    return subprocess.run(["/bin/sh", "-c", command], env={**os.environ, **env}, capture_output=True, text=True,
+                          check=True).stdout
+
+
 def test_param_cannot_inject_shell_syntax():
-    out = render("echo {{ params.region }}", VALUES, shell=True)
-    assert out == "echo 'x; rm -rf /'"
-    assert shlex.split(out) == ["echo", "x; rm -rf /"]
+    command, env = shell_command("echo {{ params.region }}", VALUES)
+    assert command == 'echo "${PIPECTL_PARAM_REGION}"'  # a reference, never the value
+    assert env == {"PIPECTL_PARAM_REGION": "x; rm -rf /"}
+    assert _sh("printf '%s|' {{ params.region }}", VALUES) == "x; rm -rf /|"
 
 
 @pytest.mark.parametrize(
     "cmd, word",
     [
-        ("echo 'day {{ params.region }}!'", "day x; rm -rf /!"),
-        ('echo "day {{ params.region }}!"', "day x; rm -rf /!"),
-        ("echo day-{{ params.region }}!", "day-x; rm -rf /!"),
+        ("printf '%s|' 'day {{ params.region }}!'", "day x; rm -rf /!|"),
+        ('printf \'%s|\' "day {{ params.region }}!"', "day x; rm -rf /!|"),
+        ("printf '%s|' day-{{ params.region }}!", "day-x; rm -rf /!|"),
     ],
 )
 def test_value_inside_quotes_stays_one_word(cmd, word):
-    assert shlex.split(render(cmd, VALUES, shell=True)) == ["echo", word]
+    assert _sh(cmd, VALUES) == word
 
 
 def test_quote_in_value_cannot_escape():
     values = {"params": {"v": "a'b\"c $(id) `id`"}}
-    for cmd in ["x {{ params.v }}", "x '{{ params.v }}'", 'x "{{ params.v }}"']:
-        assert shlex.split(render(cmd, values, shell=True)) == ["x", "a'b\"c $(id) `id`"]
+    for cmd in ["printf '%s|' {{ params.v }}", "printf '%s|' '{{ params.v }}'", "printf '%s|' \"{{ params.v }}\""]:
+        assert _sh(cmd, values) == "a'b\"c $(id) `id`|"
+
+
+def test_render_refuses_shell():
+    with pytest.raises(TypeError):
+        render("echo {{ ds }}", VALUES, shell=True)
 
 
 def test_missing_value_raises():
     with pytest.raises(TemplateError):
-        render("{{ item }}", VALUES, shell=True)
+        shell_command("{{ item }}", VALUES)
     with pytest.raises(TemplateError):
-        render("{{ params.nope }}", VALUES, shell=True)
+        shell_command("{{ params.nope }}", VALUES)
 
 
 def test_task_env():

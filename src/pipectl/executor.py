@@ -284,11 +284,17 @@ def discard_status(status_path: str) -> None:
 
 
 def run_hook(command: str, *, cwd: str, env: dict[str, str], log_path: str, label: str) -> subprocess.Popen | None:
-    """Start a hook detached; its output, and a line if it fails, go to ``log_path``."""
-    script = '( %s ); rc=$?; [ "$rc" -eq 0 ] || echo "pipectl: hook %s exited $rc"' % (command, label)
+    """Start a hook detached; its output, and a line if it fails, go to ``log_path``.
+
+    The hook's command reaches its own ``/bin/sh -c`` as an argument, never pasted
+    into the outer script: a trailing comment, a heredoc or an unbalanced quote in
+    it cannot change what the outer script does.
+    """
+    script = '/bin/sh -c "$1"; rc=$?; [ "$rc" -eq 0 ] || echo "pipectl: hook $2 exited $rc"'
     fd = private_open(log_path)
     try:
-        return subprocess.Popen(["/bin/sh", "-c", script], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fd,
+        return subprocess.Popen(["/bin/sh", "-c", script, "pipectl-hook", command, label], cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, stdout=fd,
                                 stderr=fd, start_new_session=True)
     except OSError:
         return None

@@ -25,7 +25,7 @@ def needs_expansion(task: Task, ti) -> bool:
 
 def expand(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     """Returns True when the run's task instances changed."""
-    from .templates import render
+    from .templates import shell_command
 
     store = engine.store
     now = engine.clock.now()
@@ -38,8 +38,10 @@ def expand(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     error = None
     items: list[str] = []
     try:
-        proc = subprocess.run(["/bin/sh", "-c", render(task.foreach.command, values, shell=True)], cwd=cwd,
-                              env=engine.task_environment(pipeline, task, values), stdin=subprocess.DEVNULL,
+        command, refs = shell_command(task.foreach.command, values)
+        env = engine.task_environment(pipeline, task, values)
+        env.update(refs)
+        proc = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=FOREACH_TIMEOUT, start_new_session=True)
         if proc.returncode != 0:
             error = f"foreach command exited {proc.returncode}: {proc.stderr.strip()[-200:]}"

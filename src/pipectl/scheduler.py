@@ -616,16 +616,19 @@ class Engine:
         return env
 
     def _prepare(self, run, pipeline: Pipeline, task: Task, ti, try_number: int) -> executor.Launch:
-        from .templates import render
+        from .templates import render, shell_command
 
         values = self.template_values(run, pipeline, ti, try_number)
+        env = self.task_environment(pipeline, task, values)
         if isinstance(task.run, str):
-            argv = ["/bin/sh", "-c", render(task.run, values, shell=True)]
+            command, refs = shell_command(task.run, values)
+            argv = ["/bin/sh", "-c", command]
+            env.update(refs)
         else:
             argv = [render(a, values, shell=False) for a in task.run]
         cwd = os.path.join(self.config.root, task.cwd) if task.cwd else self.config.root
         return executor.Launch(
-            argv=argv, cwd=cwd, env=self.task_environment(pipeline, task, values),
+            argv=argv, cwd=cwd, env=env,
             log_path=log_path(self.config, run, ti["task"], try_number),
             status_path=os.path.join(self.config.state_dir, "status", f"{ti['id']}.{try_number}"),
             timeout=task.timeout, supervisors_dir=supervisors_dir(self.config), project=self.config.root,
@@ -637,15 +640,17 @@ class Engine:
         command = getattr(task, which) or getattr(pipeline, which)
         if not command:
             return
-        from .templates import render
+        from .templates import shell_command
 
         values = self.template_values(run, pipeline, ti, t["try_number"])
         env = self.task_environment(pipeline, task, values)
+        command, refs = shell_command(command, values)
+        env.update(refs)
         state = {"on_success": SUCCESS, "on_retry": UP_FOR_RETRY, "on_failure": FAILED}.get(which, which)
         env.update(PIPECTL_STATE=state, PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),
                    PIPECTL_LOG=t["log_path"] or "")
         hook_log = os.path.join(os.path.dirname(t["log_path"]), "hooks.log")
-        proc = executor.run_hook(render(command, values, shell=True), cwd=self.config.root, env=env,
+        proc = executor.run_hook(command, cwd=self.config.root, env=env,
                                  log_path=hook_log, label=which)
         if proc is not None:
             self.children[proc.pid] = proc

@@ -31,14 +31,21 @@ class SensorError(Exception):
 
 # -- checking ---------------------------------------------------------------
 def target_of(task: Task, values: dict) -> str:
+    """The sensor's target with its templates' values in place: the path or URL it checks, or, for a
+    command, the command as a person reads it (it runs through :func:`command_of`, never this text)."""
     from .templates import render
 
     s = task.sensor
-    if s.kind in ("file", "http"):
+    if s.kind in ("file", "http", "command"):
         return render(s.target, values, shell=False)
-    if s.kind == "command":
-        return render(s.target, values, shell=True)
     return s.target
+
+
+def command_of(task: Task, values: dict) -> tuple[str, dict[str, str]]:
+    """A command sensor's shell command (values as environment references) and those variables."""
+    from .templates import shell_command
+
+    return shell_command(task.sensor.target, values)
 
 
 def _file_ready(path: str, min_size: int | None, is_glob: bool) -> bool:
@@ -58,13 +65,12 @@ def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
     values = engine.template_values(run, pipeline, ti, ti["try_number"])
     s = task.sensor
     root = os.path.join(engine.config.root, task.cwd) if task.cwd else engine.config.root
-    target = target_of(task, values)
-    if s.kind == "file":
-        return _file_ready(os.path.join(root, target), s.min_size, s.glob)
     if s.kind == "command":
+        command, refs = command_of(task, values)
         env = engine.task_environment(pipeline, task, values)
+        env.update(refs)
         try:
-            rc = subprocess.run(["/bin/sh", "-c", target], cwd=root, env=env, stdin=subprocess.DEVNULL,
+            rc = subprocess.run(["/bin/sh", "-c", command], cwd=root, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=POKE_TIMEOUT,
                                 start_new_session=True).returncode
         except subprocess.TimeoutExpired:
@@ -72,6 +78,9 @@ def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
         if rc in (0, 1):
             return rc == 0
         raise SensorError(f"sensor command exited {rc}")
+    target = target_of(task, values)
+    if s.kind == "file":
+        return _file_ready(os.path.join(root, target), s.min_size, s.glob)
     if s.kind == "http":
         import urllib.error
         import urllib.request

@@ -431,7 +431,15 @@ class _FileSpec:
         value = self.string(key, node)
         if value is not None:
             self.templates(node, allowed)
+            self.shell_templates(node, allowed)
         return value
+
+    def shell_templates(self, node: ScalarNode, allowed: _Templates) -> None:
+        """A command for /bin/sh: every template must sit where a variable reference stays data."""
+        from .templates import shell_problems
+
+        for offset, message in shell_problems(node.value, dict.fromkeys(allowed.params)):
+            self.error(self.pos_in(node, offset), message)
 
     # -- the file -----------------------------------------------------------
     def load(self) -> "_FileSpec":
@@ -890,6 +898,8 @@ class _FileSpec:
         extra: dict[str, Any] = {}
         if kind in ("file", "command", "http"):
             self.templates(tnode, allowed)
+        if kind == "command":
+            self.shell_templates(tnode, allowed)
         if kind == "http" and not target.startswith(("http://", "https://")):
             self.error(tnode, f"'http' must be an http:// or https:// URL, got {target!r}")
         if kind == "task":
