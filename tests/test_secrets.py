@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from conftest import make_project, run_cli
 from pipectl.model import Pipeline, Task, frozen_map
 from pipectl.secrets import MASK, mask, mask_obj, read_masked, secret_values
@@ -83,8 +85,11 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
         run = store.runs_for("sec")[0]
     finally:
         store.close()
-    spec = loads(run["spec"])  # the run's own snapshot: what was in force when it ran
-    text, offset = read_masked(str(hooks), spec)
+    spec = loads(run["spec"])  # the run's own snapshot: it names the secrets, never holds them
+    assert TOKEN not in run["spec"] and API_KEY not in run["spec"]
+    with pytest.MonkeyPatch.context() as mp:  # the reader resolves ${MY_TOKEN} from its own environment
+        mp.setenv("MY_TOKEN", TOKEN)
+        text, offset = read_masked(str(hooks), spec)
     assert text == "hook saw *** and ***\n"  # ...and pipectl shows it masked
     assert offset == hooks.stat().st_size
     r = run_cli("--project", proj, "--now", now, "logs", "sec", "--hooks", "--date", "2026-04-04", env=env)

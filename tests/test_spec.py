@@ -415,10 +415,18 @@ def test_secrets_from_environ_and_env_file(project, monkeypatch):
           a: {run: x, env: {T2: "${PIPECTL_TEST_TOKEN}"}}
     """)
     p = load(project).pipelines["p"]
-    assert dict(p.env) == {"DB_PASSWORD": "hunter2", "API_KEY": "abc", "TOKEN": "s3cret",
-                           "URL": "https://u:s3cret@host", "PLAIN": "yes"}
+    # the spec (and so every snapshot in the state file) keeps the references...
+    assert dict(p.env) == {"TOKEN": "${PIPECTL_TEST_TOKEN}", "URL": "https://u:${PIPECTL_TEST_TOKEN}@host",
+                           "PLAIN": "yes"}
+    assert p.env_file == str(project / "secrets.env")
     assert p.secret_env == ("API_KEY", "DB_PASSWORD", "T2", "TOKEN", "URL")
-    assert p.tasks["a"].env["T2"] == "s3cret"
+    assert p.tasks["a"].env["T2"] == "${PIPECTL_TEST_TOKEN}"
+    assert "s3cret" not in json.dumps(p.to_dict()) and "hunter2" not in json.dumps(p.to_dict())
+    # ...and a task gets the values, resolved when it starts
+    from pipectl.secrets import launch_env
+
+    assert launch_env(p, p.tasks["a"]) == {"DB_PASSWORD": "hunter2", "API_KEY": "abc", "TOKEN": "s3cret",
+                                           "URL": "https://u:s3cret@host", "PLAIN": "yes", "T2": "s3cret"}
 
 
 def test_env_file_problems(project):

@@ -56,6 +56,8 @@ class Ctx:
         self._project_dir: Path | None = None
         self._config: ProjectConfig | None = None
         self._loaded: Any = None
+        global _CTX
+        _CTX = self
 
     # -- project ---------------------------------------------------------------
     def project_dir(self) -> Path:
@@ -85,6 +87,37 @@ class Ctx:
     def pipeline(self, name: str) -> "Pipeline":
         return resolve_pipeline(self.load(), name)
 
+    def secrets(self) -> list[str]:
+        """The secret values of the project, for masking: every valid spec's, and the last valid spec
+        kept in the state file of each pipeline (one made invalid by an edit, or whose file is gone)."""
+        from .secrets import secret_values
+
+        try:
+            config = self.config()
+            loaded = self.load()
+        except (PipectlError, OSError):
+            return []  # no project: nothing of it can be printed either
+        values: list[str] = []
+        for p in loaded.pipelines.values():
+            values += secret_values(p)
+        if os.path.exists(config.state_db):
+            import sqlite3
+
+            from .store import loads
+            from .tick import open_store
+
+            try:
+                store = open_store(config, create=False)
+            except (PipectlError, OSError, sqlite3.Error):
+                return values  # a state file that cannot be read is reported by the command itself
+            try:
+                for row in store.pipeline_rows().values():
+                    if row["spec"]:
+                        values += secret_values(loads(row["spec"]))
+            finally:
+                store.close()
+        return values
+
     # -- time ------------------------------------------------------------------
     def now(self) -> datetime:
         """The scheduler's "now": ``--now`` / ``PIPECTL_NOW`` if given, else the clock; aware UTC."""
@@ -99,6 +132,23 @@ class Ctx:
         from .render import make_console
 
         return make_console(color=self.color, stderr=stderr)
+
+
+_CTX: Ctx | None = None  # the command's context, for the masking of everything printed
+
+
+def _secrets_now(args: list[str]) -> list[str]:
+    """The secrets to mask, from the command's project (the first time anything is printed)."""
+    c = _CTX
+    if c is None:  # the arguments did not even parse: find the project as the command would have
+        project = None
+        for i, a in enumerate(args):
+            if a == "--project" and i + 1 < len(args):
+                project = args[i + 1]
+            elif a.startswith("--project="):
+                project = a.split("=", 1)[1]
+        c = Ctx(project=project)
+    return c.secrets()
 
 
 def get_ctx(ctx: typer.Context) -> Ctx:
@@ -570,7 +620,10 @@ def install_fast_coercion(command: Any) -> int:
 
 def _die(message: str, code: int) -> NoReturn:
     # One line, always: cron mails and CI logs show exactly what went wrong.
+    from . import secrets
+
     text = " ".join(str(message).split()) or "unknown error"
+    secrets.reporting_error = True
     print(f"{PROG}: error: {text}", file=sys.stderr)
     sys.exit(code)
 
@@ -581,6 +634,15 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
     args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     debug = os.environ.get("PIPECTL_DEBUG", "") not in ("", "0")
+    # One choke point: whatever pipectl prints (tables, JSON, logs, error lines) passes a
+    # writer that masks the project's secrets; the project is read only if something is printed.
+    from . import secrets
+
+    secrets.set_source(lambda: _secrets_now(args))
+    if not isinstance(sys.stdout, secrets.MaskingWriter):
+        sys.stdout = secrets.MaskingWriter(sys.stdout)
+    if not isinstance(sys.stderr, secrets.MaskingWriter):
+        sys.stderr = secrets.MaskingWriter(sys.stderr)
     command = typer.main.get_command(app)
     install_fast_coercion(command)
     try:
@@ -601,6 +663,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if debug:
             import traceback
 
+            secrets.reporting_error = True
             traceback.print_exc()
         _die(str(e), e.exit_code)
     except KeyboardInterrupt:
@@ -616,6 +679,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if debug:
             import traceback
 
+            secrets.reporting_error = True
             traceback.print_exc()
             sys.exit(1)
         _die(f"internal error: {type(e).__name__}: {e} (set PIPECTL_DEBUG=1 for a traceback)", 1)

@@ -184,6 +184,7 @@ class Pipeline:
     params: Mapping[str, Any] = field(default_factory=lambda: frozen_map({}))
     env: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
     secret_env: tuple[str, ...] = ()  # names in env whose values came from ${VAR} or env_file
+    env_file: str | None = None  # absolute path; its values are read when a task starts, never stored
     sla: float | None = None
     on_failure: str | None = None
     on_retry: str | None = None

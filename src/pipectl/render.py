@@ -62,7 +62,7 @@ def make_console(color: bool = True, stderr: bool = False, width: int | None = N
     if width is None and not file.isatty() and not os.environ.get("COLUMNS"):
         # Piped output is read by people in logs and mails: don't squeeze tables into 80 columns.
         width = 160
-    return Console(
+    return _masking_console()(
         file=file,
         no_color=no_color,
         color_system=None if no_color else "auto",
@@ -71,6 +71,40 @@ def make_console(color: bool = True, stderr: bool = False, width: int | None = N
         width=width,
         soft_wrap=False,
     )
+
+
+_MASKING_CONSOLE = None
+
+
+def _masking_console():
+    """A Console class that masks secrets in every string and Text before laying it out.
+
+    The stream under it masks too, but a table may wrap a long cell over two lines, and
+    a secret cut in half is no longer one string the stream can find.
+    """
+    global _MASKING_CONSOLE
+    if _MASKING_CONSOLE is None:
+        from rich.console import Console
+        from rich.text import Text
+
+        from .secrets import current, mask
+
+        class MaskingConsole(Console):
+            def render_str(self, text: str, **kw):
+                return super().render_str(mask(text, current()), **kw)
+
+            def render(self, renderable, options=None):
+                if isinstance(renderable, Text):
+                    values = current()
+                    plain = renderable.plain
+                    if values and mask(plain, values) != plain:
+                        # the spans no longer fit the text: keep the base style only
+                        renderable = Text(mask(plain, values), style=renderable.style, justify=renderable.justify,
+                                          overflow=renderable.overflow, no_wrap=renderable.no_wrap, end=renderable.end)
+                return super().render(renderable, options)
+
+        _MASKING_CONSOLE = MaskingConsole
+    return _MASKING_CONSOLE
 
 
 def _unicode_ok(console: Console | None) -> bool:

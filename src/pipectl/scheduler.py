@@ -606,12 +606,12 @@ class Engine:
         return template_values(run, ti, try_number)
 
     def task_environment(self, pipeline: Pipeline, task: Task, values: dict) -> dict[str, str]:
+        from .secrets import launch_env
         from .templates import task_env
 
         env = dict(os.environ)
         env.pop("PIPECTL_NOW", None)  # the task's own clock is the real one
-        env.update({k: str(v) for k, v in pipeline.env.items()})
-        env.update({k: str(v) for k, v in task.env.items()})
+        env.update(launch_env(pipeline, task, os.environ))  # ${VAR} and env_file resolved only now
         env.update(task_env(values))
         return env
 

@@ -518,7 +518,10 @@ class _FileSpec:
                 kw[hook] = self.command(hook, get[hook], allowed)
         env: dict[str, str] = {}
         if "env_file" in get:
-            env.update(self.env_file(get["env_file"]))
+            # only the file's path is kept: its values are read again when a task starts,
+            # so no secret of it reaches the state file
+            if self.env_file(get["env_file"]) is not None:
+                kw["env_file"] = str(Path(self.config.root) / os.path.expanduser(get["env_file"].value))
         if "env" in get:
             env.update(self.env_map(get["env"], "env"))
         kw["env"] = frozen_map(env)
@@ -654,7 +657,9 @@ class _FileSpec:
         return out
 
     def _resolve_secrets(self, key: str, value: str, node: ScalarNode) -> str | None:
-        """``${NAME}`` reads the caller's environment; such values are masked in output."""
+        """``${NAME}`` reads the caller's environment when a task starts; such values are masked in output.
+
+        The value stays the reference: it is what snapshots in the state file hold."""
         refs = list(_SECRET_REF_RE.finditer(value))
         if not refs:
             return value
@@ -665,35 +670,25 @@ class _FileSpec:
                        f"environment variable {ref.group(1)!r} is not set (needed by env {key!r})")
         if missing:
             return None
-        return _SECRET_REF_RE.sub(lambda r: os.environ[r.group(1)], value)
+        return value
 
-    def env_file(self, node: Node) -> dict[str, str]:
+    def env_file(self, node: Node) -> dict[str, str] | None:
+        from .secrets import parse_env_file
+
         rel = self.string("env_file", node)
         if rel is None:
-            return {}
+            return None
         path = Path(self.config.root) / os.path.expanduser(rel)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             self.error(node, f"cannot read env_file {rel!r}: {getattr(e, 'strerror', None) or e}")
-            return {}
+            return None
         shown = _shown(path)
-        out = {}
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("export "):
-                line = line[len("export "):].lstrip()
-            key, eq, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if not eq or not _ENV_NAME_RE.match(key):
-                self.error((number, 1), "expected KEY=VALUE", file=shown)
-                continue
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            out[key] = value
-            self.secret_env.add(key)
+        out, bad = parse_env_file(text)
+        for number in bad:
+            self.error((number, 1), "expected KEY=VALUE", file=shown)
+        self.secret_env.update(out)
         return out
 
     # -- assets ---------------------------------------------------------------
