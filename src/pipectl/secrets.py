@@ -205,6 +205,18 @@ def current() -> list[str]:
     return _known
 
 
+def mask_also(pipelines) -> None:
+    """Add the secrets of a ``Pipeline``, a snapshot dict, or a list of them, to what is masked."""
+    global _known
+    extra: set[str] = set()
+    for p in pipelines if isinstance(pipelines, (list, tuple)) else [pipelines]:
+        if p:
+            for value in secret_values(p):
+                extra.update(_spellings(value))
+    if extra - set(current()):
+        _known = sorted(set(current()) | extra, key=lambda v: (-len(v), v))
+
+
 def mask_current(text: str) -> str:
     return mask(text, current()) if text else text
 

@@ -105,10 +105,8 @@ def _preview_list(title: str, items: list, line, head: int = 10, tail: int = 3) 
 
 
 def _ticklog(config, result) -> None:
-    try:
-        from .. import ticklog
-    except ImportError:
-        return
+    from .. import ticklog
+
     ticklog.append(config, time.time(), result.report.lines())
 
 
@@ -287,18 +285,14 @@ def _watch(ctx, pipeline: str | None, interval: float, once: bool) -> None:
 def _sla_count(store, name: str) -> int:
     if store is None:
         return 0
-    try:
-        from ..sla import misses_for
-    except ImportError:
-        return 0
+    from ..sla import misses_for
+
     return len(misses_for(store, pipeline=name))
 
 
 def _late_assets(c, loaded, now) -> list:
-    try:
-        from ..assets import late_assets
-    except ImportError:
-        return []
+    from ..assets import late_assets
+
     store = _store(c)
     if store is None:
         return []
@@ -459,10 +453,8 @@ def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> Non
 
 
 def _creep(rows: list[dict]) -> set[str]:
-    try:
-        from ..history import flag_creep
-    except ImportError:
-        return set()
+    from ..history import flag_creep
+
     return flag_creep(rows)
 
 
@@ -574,10 +566,8 @@ def _sla_words(m, tz: str, now) -> str:
 
 
 def _sla_misses(store, run) -> list:
-    try:
-        from ..sla import misses_for
-    except ImportError:
-        return []
+    from ..sla import misses_for
+
     return [dict(m) if not isinstance(m, (str, dict)) else m for m in misses_for(store, run=run["id"])]
 
 
@@ -589,12 +579,12 @@ def _snapshot(run) -> dict:
 
 
 def _mask(p, obj):
-    """Secrets from ${VAR} and env_file never reach the terminal."""
-    try:
-        from ..secrets import mask_obj
-    except ImportError:
-        return obj
-    return mask_obj(p, obj)
+    """Everything printed is masked at one place (secrets.MaskingWriter); a run's own snapshot may
+    name secrets the current spec no longer has, so it adds them there. ``obj`` is returned as is."""
+    from ..secrets import mask_also
+
+    mask_also(p)
+    return obj
 
 
 @app.command()
