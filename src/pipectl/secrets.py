@@ -109,12 +109,13 @@ def _variants(value: str) -> list[str]:
 
 
 def _spellings(value: str) -> list[str]:
-    """How a secret can appear in printed text: itself, each of its lines, and as JSON escapes them."""
+    """How a secret can appear in printed text: itself, each of its lines, as JSON escapes them, and as
+    Python's repr does (error lines quote what the user typed with ``{value!r}``)."""
     import json
 
     out = _variants(value)
     for v in list(out):
-        out += [json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1]]
+        out += [json.dumps(v)[1:-1], json.dumps(v, ensure_ascii=False)[1:-1], repr(v)[1:-1]]
     return list(dict.fromkeys(out))
 
 
