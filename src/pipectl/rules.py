@@ -345,10 +345,16 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
             if state[r["id"]] == RUNNING:
                 running.setdefault((r["pipeline"], r["batch"]), []).append(r)
         place: dict[tuple, int] = {}
+        full: dict[tuple, Pipeline] = {}  # as in the engine: a catch-up queues thousands of runs
         for r in active:
             if state[r["id"]] != "queued":
                 continue
             key = (r["pipeline"], r["batch"])
+            p = full.get((key, r["max_active"]))
+            if p is not None:
+                place[key] = place.get(key, 0) + 1
+                out.run_notes[r["id"]] = MaxActiveRuns.reason(r, p, place[key], running.get(key, []))
+                continue
             p = spec(r)
             if MaxActiveRuns.admits(len(running.get(key, ())), MaxActiveRuns.limit(r, p)):
                 state[r["id"]] = RUNNING
@@ -356,6 +362,7 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
                 out.run_notes.pop(r["id"], None)
                 running.setdefault(key, []).append(r)
             else:
+                full[(key, r["max_active"])] = p
                 place[key] = place.get(key, 0) + 1
                 out.run_notes[r["id"]] = MaxActiveRuns.reason(r, p, place[key], running.get(key, []))
 
