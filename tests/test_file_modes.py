@@ -28,6 +28,11 @@ tasks:
     run: "true"
     needs: [flaky]
 """
+HOLD = """
+tasks:
+  hold:
+    run: "while [ ! -e go ]; do sleep 0.02; done"
+"""
 
 
 def _pipectl(root: Path, *args: str, umask: int = 0o022, check_rc=(0, 1)) -> subprocess.CompletedProcess:
@@ -38,14 +43,24 @@ def _pipectl(root: Path, *args: str, umask: int = 0o022, check_rc=(0, 1)) -> sub
 
 
 def modes(state_dir: Path) -> list[str]:
-    """``find STATE_DIR -printf '%m %p\\n'``, paths relative to the state dir's parent."""
-    out = subprocess.run(["find", str(state_dir), "-printf", "%m %p\n"], capture_output=True, text=True,
+    """``find STATE_DIR -printf '%m %p\n'`` with each entry's type after its mode (``700 d .pipectl``),
+    paths relative to the state dir's parent."""
+    out = subprocess.run(["find", str(state_dir), "-printf", "%m %y %p\n"], capture_output=True, text=True,
                          check=True).stdout
     return sorted(line.replace(str(state_dir.parent) + "/", "") for line in out.splitlines())
 
 
+def _private(found: list[str]) -> list[str]:
+    """The entries of ``modes`` that are not a 0700 directory or a 0600 file."""
+    return [line for line in found if not line.startswith(("700 d ", "600 f "))]
+
+
+def _names(found: list[str]) -> set[str]:
+    return {Path(line.split(" ", 2)[2]).name for line in found}
+
+
 def test_state_dir_is_private_under_umask_022(tmp_path):
-    root = make_project(tmp_path, {"p": SPEC})
+    root = make_project(tmp_path, {"p": SPEC, "h": HOLD})
     state = root / ".pipectl"
     _pipectl(root, "--now", "2026-04-02T03:00:00Z", "tick")  # creates the state, the scheduled run starts
     _pipectl(root, "--now", "2026-04-02T03:00:00Z", "tick", "--wait")  # a supervisor, reaping, retrying, hooks
@@ -59,18 +74,26 @@ def test_state_dir_is_private_under_umask_022(tmp_path):
     _pipectl(root, "metrics", "--output", str(state / "metrics.prom"))
     _pipectl(root, "--now", "2026-12-01T03:00:00Z", "prune", "--older-than", "30d")
     _pipectl(root, "--now", "2026-12-01T03:00:00Z", "tick")
+    # a supervisor holding the state file open: its -wal and -shm files exist meanwhile
+    sup = subprocess.Popen([sys.executable, "-m", "pipectl", "--project", str(root), "run", "h", "--date", "2026-04-01"],
+                           cwd=root, env=cli_env({}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           preexec_fn=lambda: os.umask(0o022))
+    try:
+        during = wait_for(lambda: (lambda m: m if "state.db-wal" in _names(m) else None)(modes(state)), 20)
+    finally:
+        (root / "go").touch()
+        assert sup.wait(60) == 0
+    assert {"state.db-wal", "state.db-shm"} <= _names(during), during
+    assert _private(during) == []
     found = modes(state)
     if os.environ.get("PIPECTL_TEST_VERBOSE"):
-        print("\n".join(found))
+        print("\n".join(["-- while a supervisor runs:", *during, "-- at the end:", *found]))
     # the run went through all of it: every kind of file exists
-    names = {Path(line.split(" ", 1)[1]).name for line in found}
+    names = _names(found)
     assert {"state.db", "tick.lock", "tick.log", "logs", "status", "supervisors", "metrics.prom"} <= names, names
     assert any(n.endswith(".log") and n.startswith("flaky.") for n in names), names
     assert "hooks.log" in names
-    bad = [line for line in found
-           if not ((line.startswith("700 ") and (tmp_path / line.split(" ", 1)[1]).is_dir())
-                   or (line.startswith("600 ") and (tmp_path / line.split(" ", 1)[1]).is_file()))]
-    assert bad == []
+    assert _private(found) == []
     # the tasks' own outputs follow the umask they were started with
     assert (root / "task_output").stat().st_mode & 0o777 == 0o644
 
@@ -80,5 +103,4 @@ def test_a_harsh_umask_cannot_lock_pipectl_out_of_its_own_state(tmp_path):
     root = make_project(tmp_path, {"p": 'tasks:\n  t: {run: "true"}\n'})
     _pipectl(root, "run", "p", "--date", "2026-04-01", umask=0o277, check_rc=(0,))
     _pipectl(root, "run", "p", "--date", "2026-04-02", umask=0o277, check_rc=(0,))
-    bad = [line for line in modes(root / ".pipectl") if not line.startswith(("700 ", "600 "))]
-    assert bad == []
+    assert _private(modes(root / ".pipectl")) == []

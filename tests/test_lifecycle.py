@@ -236,3 +236,20 @@ def test_a_wrapper_that_claimed_its_try_names_its_session(tmp_path):
         assert {p.name: p.stat().st_mode & 0o777 for p in status.parent.iterdir()} == {"7.1": 0o600, "7.1.pid": 0o600}
     finally:
         _forget(tmp_path, [w.pid])
+
+
+def test_soak_kill_bounded(tmp_path):
+    """bench/soak_kill.py at a small size: kill -9 of ticks, supervisors, backfills, wrappers and
+    reapers at random instants loses no result, starts no try twice, leaves nothing running."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "soak_kill.py"
+    spec = importlib.util.spec_from_file_location("soak_kill", path)
+    soak_kill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak_kill)
+    seed = int(os.environ.get("PIPECTL_TEST_SEED", "20260405"))
+    r = soak_kill.soak(kills=20, seed=seed, sleep=0.05, window=0.6, workdir=str(tmp_path))
+    assert r["kills"] == 20
+    assert (r["lost"], r["doubles"], r["stuck"], r["orphans"], r["integrity"]) == ([], [], [], [], "ok"), \
+        soak_kill.verdict(r)
+    assert r["runs"] > 0 and r["starts"] > 0
