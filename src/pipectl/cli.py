@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
+from .durations import MAX_COUNT, date_bounds_problem
 from .errors import PipectlError, UsageError
 
 if TYPE_CHECKING:  # names for annotations only; never imported at run time from here
@@ -167,6 +168,7 @@ def parse_now(value: str, option: str = "--now") -> datetime:
         dt = datetime.fromisoformat(value.strip())
     except (ValueError, AttributeError):
         raise UsageError(f"bad {option} value {value!r}: expected ISO 8601, e.g. 2026-04-05T03:00:00Z") from None
+    _check_bounds(dt, option, value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
@@ -184,16 +186,26 @@ def parse_date_arg(value: str, option: str = "--date", tz: str = "UTC") -> date 
     text = (value or "").strip()
     if len(text) == 10:
         try:
-            return date.fromisoformat(text)
+            d = date.fromisoformat(text)
         except ValueError:
             raise UsageError(f"bad {option} {value!r}: expected YYYY-MM-DD or an ISO 8601 datetime") from None
+        _check_bounds(d, option, value)
+        return d
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"bad {option} {value!r}: expected YYYY-MM-DD or an ISO 8601 datetime") from None
+    _check_bounds(dt, option, value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone(tz))
     return dt.astimezone(timezone.utc)
+
+
+def _check_bounds(d: date, option: str, value: str) -> None:
+    """Dates far outside the range pipectl works in would overflow datetime arithmetic later."""
+    problem = date_bounds_problem(d.year, d.month, d.day)
+    if problem:
+        raise UsageError(f"bad {option} {value!r}: {problem}")
 
 
 def parse_date_range(start: str, end: str, tz: str = "UTC") -> tuple[date | datetime, date | datetime]:
@@ -286,8 +298,9 @@ AtOpt = Annotated[Optional[str], typer.Option("--at", metavar="DATETIME",
                                               help="The run at this logical datetime (ISO 8601; naive = the "
                                                    "pipeline's timezone), or HH:MM on --date's day.")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Drive the work to the end before returning.")]
-CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, help="How many.")]
-LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")]
+# Counts are bounded: `--count 1e9` would otherwise compute (and hold) a billion fire times.
+CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=MAX_COUNT, help="How many.")]
+LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT, help="At most this many rows.")]
 
 
 # --------------------------------------------------------------------------- global options
@@ -675,6 +688,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         except OSError:
             pass
         sys.exit(1)
+    except OSError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        # a read-only or full disk, a missing directory, permissions: what failed, and where
+        where = f": {e.filename}" if e.filename else ""
+        _die(f"{e.strerror or type(e).__name__}{where}", 1)
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback for users
         if debug:
             import traceback

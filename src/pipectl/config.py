@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .durations import DurationError, parse_duration
+from .durations import MAX_COUNT, DurationError, parse_duration
 from .errors import ConfigError
 from .model import ProjectConfig, frozen_map
 
@@ -16,7 +16,10 @@ def find_project(explicit: str | os.PathLike | None, cwd: str | os.PathLike, env
     """``--project DIR``, else ``PIPECTL_PROJECT``, else the nearest ancestor of ``cwd`` with pipectl.toml."""
     chosen = explicit or environ.get("PIPECTL_PROJECT")
     if chosen:
-        root = Path(chosen).expanduser().resolve()
+        try:
+            root = Path(chosen).expanduser().resolve()
+        except (RuntimeError, ValueError, OSError) as e:  # ~nouser, a NUL byte, a loop of symlinks
+            raise ConfigError(f"bad project directory {chosen!r}: {e}") from None
         if not (root / CONFIG_NAME).is_file():
             raise ConfigError(f"no {CONFIG_NAME} in {root}")
         return root
@@ -62,8 +65,8 @@ def load_config(root: str | os.PathLike) -> ProjectConfig:
         _check_timezone(tz, path)
         kw["timezone"] = tz
         mp = section.get("max_parallel", 8)
-        if isinstance(mp, bool) or not isinstance(mp, int) or mp < 1:
-            raise ConfigError(f"{path}: max_parallel must be a positive integer, got {mp!r}")
+        if isinstance(mp, bool) or not isinstance(mp, int) or not 1 <= mp <= MAX_COUNT:
+            raise ConfigError(f"{path}: max_parallel must be an integer from 1 to {MAX_COUNT}, got {_short(mp)}")
         kw["max_parallel"] = mp
         kw["tick_budget"] = parse_duration(section.get("tick_budget", "50s"))
         if "retention" in section:
@@ -71,10 +74,15 @@ def load_config(root: str | os.PathLike) -> ProjectConfig:
     except DurationError as e:
         raise ConfigError(f"{path}: {e}") from None
     for name, limit in pools.items():
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"{path}: pool {name!r} must be a positive integer, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_COUNT:
+            raise ConfigError(f"{path}: pool {name!r} must be an integer from 1 to {MAX_COUNT}, got {_short(limit)}")
     kw["pools"] = frozen_map(pools)
     return ProjectConfig(**kw)
+
+
+def _short(value: object) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "(a huge number)"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_timezone(tz: object, path: Path) -> None:

@@ -51,6 +51,8 @@ def expand(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
         error = f"foreach command timed out after {FOREACH_TIMEOUT:g}s"
     except OSError as e:
         error = f"foreach command could not start: {e}"
+    except (ValueError, TypeError, UnicodeError) as e:  # e.g. a NUL byte from a param: fail this instance only
+        error = f"foreach command cannot be evaluated: {type(e).__name__}: {e}"
     now = engine.clock.now()
     with store.tx():
         cur = store.task_instance(ti["id"])

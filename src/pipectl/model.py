@@ -85,12 +85,16 @@ class RetryPolicy:
 
     def delay(self, try_number: int) -> float:
         """Seconds to wait after failed try ``try_number`` (1-based) before the next."""
+        from .durations import MAX_SPEC_SECONDS
+
         d = self.retry_delay
         if self.retry_backoff == "exponential":
-            d = self.retry_delay * (2 ** (try_number - 1))
+            # 2.0**64 times any delay is past every cap; a bigger exponent would overflow a float
+            d = self.retry_delay * 2.0 ** min(max(try_number - 1, 0), 64)
         if self.max_retry_delay is not None:
             d = min(d, self.max_retry_delay)
-        return d
+        # the longest delay a spec may write: exponential backoff never waits longer either
+        return min(d, MAX_SPEC_SECONDS)
 
     def may_retry(self, try_number: int, exit_code: int | None) -> bool:
         """``try_number`` tries have been made within the current retry budget."""

@@ -9,6 +9,7 @@ conditional transitions, not from who calls.
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from typing import Callable
 
 from . import executor
 from ._fs import private_dir, private_open, write_private
+from .errors import PipectlError
 from .model import (FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED,
                     Pipeline, ProjectConfig, Task)
 from .rules import Launchable, MaxActiveRuns, RetryTime, Slots, dispatch_key, trigger_outcome  # noqa: F401
@@ -209,6 +211,7 @@ class Engine:
         self._dv: int | None = None  # the state file's data_version when the views were last valid
         self._recorded: set[int] = set()  # pids of our wrappers whose try _finish recorded
         self._gone: set[tuple[int, int]] = set()  # (ti, try) whose session is known empty
+        self._unevaluable: set[int] = set()  # runs whose snapshot could not be evaluated (one event each)
         self.stop_launching = False
         # real time (time.time()) by which a step must be done: a tick's budget. Every loop that can be
         # long checks it and leaves the rest for the next step; ``truncated`` says that happened.
@@ -300,7 +303,7 @@ class Engine:
                 break
             status = executor.read_status(t["status_path"])
             if status is not None:
-                self._finish(t, status[0], status[1] + self.clock.offset, report)
+                self._record(t, status, report)
                 dirty.add(t["run"])
                 continue
             if t["state"] == "starting":
@@ -312,13 +315,39 @@ class Engine:
             elif executor.is_alive(t["pid"], t["pid_start"], t["boot_id"]):
                 continue
             # the wrapper may have written its status between our two looks
-            status = executor.read_status(t["status_path"])
+            self._record(t, executor.read_status(t["status_path"]), report)
+            dirty.add(t["run"])
+        return dirty
+
+    def _record(self, t, status: tuple | None, report: StepReport) -> None:
+        """Record an ended try (``status`` None: it vanished). A try whose outcome cannot be
+        evaluated (a snapshot whose retry time is out of range, ...) fails its own task instance
+        with reason ``error``; it must never stop the reaping of every other try."""
+        try:
             if status is not None:
                 self._finish(t, status[0], status[1] + self.clock.offset, report)
             else:
                 self._lose(t, report)
-            dirty.add(t["run"])
-        return dirty
+        except (sqlite3.Error, PipectlError):
+            raise  # the state file itself is in trouble: nothing here can be recorded
+        except Exception as e:
+            exit_code = status[0] if status is not None else None
+            message = f"cannot evaluate: {type(e).__name__}: {e}"
+            now = self.clock.now()
+            run = self.store.run(t["run"])
+            pipe = run["pipeline"] if run is not None else None
+            with self.store.tx():
+                ended = self.store.finish_try(t["id"], FAILED, now=now, exit_code=exit_code, reason="error")
+                if ended:
+                    self.store.finish_task_instance(t["ti"], t["try_number"], FAILED, now=now, reason="error",
+                                                    exit_code=exit_code)
+                # not ended: the try was recorded and only its hook failed
+                self.store.add_event("task_failed" if ended else "hook_failed", now=now, pipeline=pipe,
+                                     run=t["run"], task=t["task"], message=message)
+            if ended:
+                executor.discard_status(t["status_path"])
+                report.reaped.append(f"{pipe} {t['task']} try {t['try_number']} {message}")
+            self.log(f"{pipe} {t['task']} try {t['try_number']}: {message}")
 
     def _launcher(self, t):
         return t["launcher_pid"], t["launcher_start"], t["boot_id"]
@@ -478,16 +507,19 @@ class Engine:
         for run in runs:
             if self.out_of_time():
                 break
-            pipeline = self.spec_of(run)
-            needs, down = self._edges(run, pipeline)
-            view = self._views.get(run["id"])
-            if view is None:
-                view = self._views[run["id"]] = _RunView(self.store.ti_states(run["id"]), needs, down)
             try:
+                pipeline = self.spec_of(run)
+                needs, down = self._edges(run, pipeline)
+                view = self._views.get(run["id"])
+                if view is None:
+                    view = self._views[run["id"]] = _RunView(self.store.ti_states(run["id"]), needs, down)
                 settled = view.evaluate(pipeline, needs, down)
-            except BaseException:
+            except BaseException as e:
                 self._views.pop(run["id"], None)
-                raise
+                if isinstance(e, (sqlite3.Error, PipectlError)) or not isinstance(e, Exception):
+                    raise
+                self._fail_run(run, e, report)  # one run that cannot be evaluated stops only itself
+                continue
             ready_pks = list(view.ready)
             rows = view.rows
             ready_pks.extend(i for i in view.retry if RetryTime.due(rows[i][4], now))
@@ -519,6 +551,25 @@ class Engine:
                 ready = [row for row in map(self.store.task_instance, ready_pks) if row is not None]
                 candidates.extend((run, pipeline, ti) for ti in ready)
         return candidates
+
+    def _fail_run(self, run, error: Exception, report: StepReport) -> None:
+        """A run whose snapshot cannot be evaluated: what waits in it fails with reason ``error``
+        (tries still running are failed the same way when reaped), and the run finishes."""
+        now = self.clock.now()
+        message = f"cannot evaluate: {type(error).__name__}: {error}"
+        with self.store.tx():
+            for ti in self.store.task_instances(run["id"]):
+                if ti["state"] == PENDING:
+                    self.store.set_ti_state(ti["id"], FAILED, now=now, reason="error")
+                elif ti["state"] == UP_FOR_RETRY:
+                    self.store.mark_task_instance(ti["id"], FAILED, expect=UP_FOR_RETRY, now=now, reason="error")
+            if run["id"] not in self._unevaluable:
+                self.store.add_event("run_error", now=now, pipeline=run["pipeline"], run=run["id"], message=message)
+            state = self.store.finish_run(run["id"], now)
+        self._unevaluable.add(run["id"])
+        if state is not None:
+            report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
+        self.log(f"{run['pipeline']} {run['ds']}: {message}")
 
     # -- launching -------------------------------------------------------
     def dispatch(self, candidates: list[tuple], report: StepReport) -> None:
@@ -553,7 +604,16 @@ class Engine:
                 try_number = self.store.claim_task_instance(ti["id"], now)
                 if try_number is None:
                     continue
-                launch = self._prepare(run, pipeline, task, ti, try_number)
+                try:
+                    launch = self._prepare(run, pipeline, task, ti, try_number)
+                except Exception as e:  # e.g. a template that cannot render: this task instance fails alone
+                    if isinstance(e, (sqlite3.Error, PipectlError)):
+                        raise
+                    self.store.finish_task_instance(ti["id"], try_number, FAILED, now=now, reason="error",
+                                                    exit_code=None)
+                    self.store.add_event("task_failed", now=now, pipeline=run["pipeline"], run=run["id"],
+                                         task=ti["task"], message=f"cannot start: {type(e).__name__}: {e}")
+                    continue
                 try_pk = self.store.insert_try(ti["id"], try_number, launcher_pid=self.me[0], launcher_start=self.me[1],
                                                boot_id=self.boot, status_path=launch.status_path,
                                                log_path=launch.log_path, timeout=task.timeout, pool=task.pool, now=now)

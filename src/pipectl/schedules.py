@@ -428,7 +428,10 @@ def fire_times(expr: str, tz: str | None, after: datetime, count: int) -> list[d
     out: list[datetime] = []
     t = after
     for _ in range(count):
-        t = tt.next_after(t)
+        try:
+            t = tt.next_after(t)
+        except (OverflowError, ValueError):  # past year 9999: the calendar ends
+            break
         if t is None:
             break
         out.append(t)

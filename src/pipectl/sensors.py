@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import sqlite3
 import subprocess
 from datetime import datetime, timedelta, timezone
 
+from .errors import PipectlError
 from .model import FAILED, SKIPPED, SUCCESS, Pipeline, Task
 
 UTC = timezone.utc
@@ -82,13 +84,21 @@ def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
     if s.kind == "file":
         return _file_ready(os.path.join(root, target), s.min_size, s.glob)
     if s.kind == "http":
+        import http.client
         import urllib.error
         import urllib.request
 
+        bad = next((c for c in target if c <= " " or c == "\x7f"), None)
+        if bad is not None or not target.startswith(("http://", "https://")):
+            # a param put a space or a control character in the URL: no poke can ever succeed
+            raise SensorError(f"sensor URL {target[:200]!r} is not a valid URL"
+                              + (f" (contains {bad!r})" if bad is not None else ""))
         try:
             with urllib.request.urlopen(target, timeout=POKE_TIMEOUT) as resp:
                 return 200 <= resp.status < 300
-        except (urllib.error.URLError, OSError, ValueError):
+        except http.client.InvalidURL as e:
+            raise SensorError(f"sensor URL {target[:200]!r} is not a valid URL: {e}") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
             return False  # HTTPError (non-2xx) included: the endpoint says "not yet"
     if s.kind == "task":
         return task_ready(engine.store, run, pipeline, s.target, s.delta)
@@ -139,6 +149,10 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
         ready = poke(engine, run, pipeline, task, claimed)
     except SensorError as e:
         ready, error = False, str(e)
+    except (sqlite3.Error, PipectlError):
+        raise
+    except Exception as e:  # a target that cannot be evaluated fails this sensor at once, and only it
+        ready, error = False, f"cannot evaluate the sensor: {type(e).__name__}: {e}"
     now = engine.clock.now()
     deadline = started + s.timeout if s.timeout else None
     label = f"{run['pipeline']} {run['ds']} {ti['task']}"

@@ -21,7 +21,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from . import dag
-from .durations import DurationError, parse_duration
+from .durations import MAX_SPEC_SECONDS, DurationError, date_bounds_problem, parse_duration
 from .model import (
     TRIGGER_RULES,
     AssetSchedule,
@@ -67,6 +67,20 @@ _HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _TAG_KINDS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "null": "null",
               "timestamp": "date", "binary": "binary", "merge": "merge key"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+# The only YAML tags a spec may use: JSON-like values (plus dates). Others (!!binary, !!set,
+# !!python/..., local !tags) make values no snapshot, template or environment can carry.
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                        ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge"))
+# Aliases share nodes, so a few hundred bytes can stand for billions of values ("billion laughs").
+# Every reader of a spec walks values as if expanded: refuse a file whose expansion is bigger than
+# any honest pipeline (a thousand tasks of a dozen keys is ~50,000 nodes).
+MAX_SPEC_NODES = 200_000
+# Counts a spec may give; beyond these a value is a typo, and an int that SQLite cannot hold.
+MAX_RETRIES = 1000
+MAX_ACTIVE_RUNS = 10000
+MAX_PRIORITY = 1_000_000
+MAX_MIN_SIZE = 2**53
+MIN_EVERY = 1.0  # seconds: the scheduler's granularity; less would create runs faster than ticks can
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,19 @@ def _plain_value(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain_value(v) for v in value]
     return value
+
+
+def _finite(value: Any) -> bool:
+    """JSON has no inf or nan: a param holding one could not be snapshotted or rendered."""
+    import math
+
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 Pos = tuple[int, int]
@@ -373,7 +400,7 @@ class _FileSpec:
             self.error(node, f"{key!r} must be a duration (30s, 5m, 2h, 1d or seconds), got {node_kind(node)}")
             return None
         try:
-            seconds = parse_duration(self.scalar(node))
+            seconds = parse_duration(self.scalar(node), maximum=MAX_SPEC_SECONDS)
         except DurationError as e:
             self.error(node, f"{key!r}: {e}")
             return None
@@ -454,6 +481,11 @@ class _FileSpec:
         except yaml.YAMLError as e:
             self._syntax_error(e, text)
             return self
+        except RecursionError:
+            self.error((1, 1), "YAML nesting too deep")
+            return self
+        if root is not None and not self._plain_tree(root):
+            return self
         if root is None:
             self.error((1, 1), "empty pipeline file: expected a mapping with 'tasks'")
             return self
@@ -466,6 +498,45 @@ class _FileSpec:
                 return self
             self.pipeline = None if self.errors else pipeline
         return self
+
+    def _plain_tree(self, root: Node) -> bool:
+        """Refuse non-plain tags, recursive aliases and alias bombs before anything walks the tree.
+
+        One pass over the distinct nodes (aliases are shared, so this stays linear in the file)
+        counts the nodes of the expanded tree."""
+        size: dict[int, int] = {}
+        path: set[int] = set()  # nodes entered but not finished: the ancestors of the current one
+        stack: list[tuple[Node, bool]] = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            key = id(node)
+            children: list[Node] = []
+            if isinstance(node, SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, MappingNode):
+                children = [n for pair in node.value for n in pair]
+            if done:
+                path.discard(key)
+                size[key] = total = 1 + sum(size[id(c)] for c in children)
+                if total > MAX_SPEC_NODES:
+                    self.error(node, f"YAML aliases expand this value to more than {MAX_SPEC_NODES} nodes "
+                                     "(an alias bomb?); write the values out")
+                    return False
+                continue
+            if key in size:
+                continue
+            if key in path:
+                self.error(node, "recursive YAML alias: a value may not contain itself")
+                return False
+            if node.tag not in _PLAIN_TAGS:
+                shown = node.tag.replace("tag:yaml.org,2002:", "!!")
+                self.error(node, f"unsupported YAML tag {shown!r}: specs take plain strings, numbers, booleans, "
+                                 "dates, lists and mappings")
+                return False
+            path.add(key)
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+        return True
 
     def _syntax_error(self, e: yaml.YAMLError, text: str) -> None:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
@@ -510,7 +581,7 @@ class _FileSpec:
         if "catchup" in get:
             kw["catchup"] = self.boolean("catchup", get["catchup"])
         if "max_active_runs" in get:
-            kw["max_active_runs"] = self.integer("max_active_runs", get["max_active_runs"], minimum=1)
+            kw["max_active_runs"] = self.integer("max_active_runs", get["max_active_runs"], 1, MAX_ACTIVE_RUNS)
         if "sla" in get:
             kw["sla"] = self.duration("sla", get["sla"], positive=True)
         for hook in HOOK_KEYS:
@@ -558,6 +629,10 @@ class _FileSpec:
                 self.error(node, f"{key!r} must be a date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]),"
                                  f" got {shown!r}")
                 continue
+            problem = date_bounds_problem(parsed.year, parsed.month, parsed.day)
+            if problem:
+                self.error(node, f"{key!r} {problem}, got {node.value!r}")
+                continue
             when[key] = parsed
             kw[key] = date.fromisoformat(node.value).isoformat() if len(node.value) == 10 else parsed.isoformat()
         if len(when) == 2:
@@ -574,9 +649,14 @@ class _FileSpec:
         out = {}
         for key, (_, vnode) in m.items():
             try:
-                out[key] = _plain_value(self._constructor.construct_object(vnode, deep=True))
+                value = _plain_value(self._constructor.construct_object(vnode, deep=True))
             except (ValueError, RecursionError, yaml.YAMLError) as e:
                 self.error(vnode, f"bad value for param {key!r}: {e}")
+                continue
+            if not _finite(value):
+                self.error(vnode, f"bad value for param {key!r}: numbers must be finite (no .inf or .nan)")
+                continue
+            out[key] = value
         return out
 
     # -- schedules ------------------------------------------------------------
@@ -613,6 +693,9 @@ class _FileSpec:
             return CronSchedule(cron, tz) if cron else None
         if kind == "every":
             seconds = self.duration("every", value, positive=True)
+            if seconds is not None and seconds < MIN_EVERY:
+                self.error(value, f"'every' must be at least {MIN_EVERY:g}s")
+                return None
             return EverySchedule(seconds) if seconds else None
         if kind == "assets":
             assets = [self.text("assets", n) for n in self.items("assets", value)]
@@ -798,7 +881,7 @@ class _FileSpec:
         get = {k: v for k, (_, v) in options.items()}
         retry: dict[str, Any] = {}
         if "retries" in get:
-            retry["retries"] = self.integer("retries", get["retries"], minimum=0)
+            retry["retries"] = self.integer("retries", get["retries"], 0, MAX_RETRIES)
         for key in ("retry_delay", "max_retry_delay"):
             if key in get:
                 retry[key] = self.duration(key, get[key])
@@ -821,7 +904,7 @@ class _FileSpec:
         if "pool" in get:
             kw["pool"] = self.pool(get["pool"])
         if "priority" in get:
-            kw["priority"] = self.integer("priority", get["priority"])
+            kw["priority"] = self.integer("priority", get["priority"], -MAX_PRIORITY, MAX_PRIORITY)
         for hook in HOOK_KEYS:
             if hook in get and not _is(get[hook], "null"):
                 kw[hook] = self.command(hook, get[hook], allowed)
@@ -906,7 +989,7 @@ class _FileSpec:
             if "delta" in m:
                 extra["delta"] = self.duration("delta", m["delta"][1])
         if "min_size" in m:
-            extra["min_size"] = self.integer("min_size", m["min_size"][1], minimum=0)
+            extra["min_size"] = self.integer("min_size", m["min_size"][1], 0, MAX_MIN_SIZE)
         if "glob" in m:
             extra["glob"] = self.boolean("glob", m["glob"][1])
         settings = {**settings, **{k: v for k, v in extra.items() if v is not None}}

@@ -211,6 +211,8 @@ class Store:
             # NORMAL in WAL mode survives any process crash (kill -9); only power loss can
             # drop the last commits, and never corrupts the file.
             self.conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as e:
+            raise state_io_error(path, e) from None
         except sqlite3.DatabaseError as e:
             raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
         self._depth = 0
@@ -266,16 +268,31 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            raise state_io_error(self.path, e) from None
         self._depth = 1
         try:
             yield self
-        except BaseException:
+        except BaseException as e:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass  # SQLite already rolled back (a full disk does that)
+            if isinstance(e, sqlite3.OperationalError):
+                raise state_io_error(self.path, e) from None
             raise
         self._depth = 0
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
+            raise state_io_error(self.path, e) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -877,6 +894,43 @@ def copy_state(src: str, dst: str) -> None:
             source.close()
     except sqlite3.DatabaseError as e:
         raise StateError(f"{src} is not a usable pipectl state file ({e}); it was left untouched") from None
+
+
+def state_io_error(path: str, e: sqlite3.Error) -> StateError:
+    """A read-only, full or failing disk (or a lock held too long) as one line naming the file.
+    Nothing was written: SQLite rolled the transaction back."""
+    text = str(e)
+    probe = _disk_problem(os.path.dirname(path) or ".")
+    if probe and "locked" not in text and "busy" not in text:
+        cause = probe
+    elif "readonly" in text or "read-only" in text:
+        cause = "it is read-only (check the state directory's permissions and file system)"
+    elif "full" in text:
+        cause = "the disk is full"
+    elif "disk I/O" in text:
+        cause = "disk I/O error (a full or failing disk?)"
+    elif "unable to open" in text:
+        cause = "cannot open it (is its directory missing, read-only or not accessible?)"
+    elif "locked" in text or "busy" in text:
+        cause = "another pipectl held it locked for too long; try again"
+    else:
+        cause = text
+    return StateError(f"state file {path}: {cause}; nothing was changed")
+
+
+def _disk_problem(directory: str) -> str | None:
+    """What SQLite's terse error most likely means, from the state directory itself."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return "its file system is read-only"
+    if not os.access(directory, os.W_OK):
+        return "its directory is not writable (permissions)"
+    if st.f_bavail == 0 or (st.f_favail == 0 and st.f_files):
+        return "the disk is full"
+    return None
 
 
 def loads(text: str | None) -> Any:

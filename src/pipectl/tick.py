@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, time as dtime, timezone
 from pathlib import Path
 
 from ._fs import private_dir
+from .errors import PipectlError
 from .model import CronSchedule, EverySchedule, Pipeline, ProjectConfig
 from .scheduler import Clock, Engine, StepReport, forget_dead_supervisors, iso
 from .store import Store, loads
@@ -78,9 +80,15 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     # tick at 11:05 could start a few ms before the interval it should close (issue 3)
     anchor = iso(datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0))
     invalid = {name: [str(e) for e in errs] for name, errs in result.invalid.items()}
+    valid = dict(result.pipelines)
     with store.tx():
         for name, p in result.pipelines.items():
-            store.upsert_pipeline(name, spec=p.to_dict(), path=p.path, valid=True, error=None, anchor=anchor)
+            try:
+                store.upsert_pipeline(name, spec=p.to_dict(), path=p.path, valid=True, error=None, anchor=anchor)
+            except (TypeError, ValueError) as e:  # a value no snapshot can hold costs its own pipeline only
+                del valid[name]
+                invalid[name] = [f"{p.path}: cannot snapshot the spec: {e}"]
+                continue
             old = rows.get(name)
             if old is None or old["spec"] != store.pipeline_row(name)["spec"]:
                 store.set_next_due(name, now)  # a changed schedule is re-evaluated on this tick
@@ -89,7 +97,7 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
                 store.upsert_pipeline(name, spec=None, path=name, valid=False, error="\n".join(errs), anchor=anchor)
         store.forget_missing_pipelines([*result.pipelines, *invalid])
         store.set_meta("spec_fingerprint", fp)
-    return dict(result.pipelines), invalid
+    return valid, invalid
 
 
 def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, limit: int = CATCHUP_BATCH) -> list[int]:
@@ -132,6 +140,16 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
     with engine.store.tx():
         engine.store.set_cursor(pipeline.name, iso(new_cursor) if new_cursor else None, next_due)
     return created
+
+
+def _unschedulable(engine: Engine, name: str, error: Exception, now: float) -> None:
+    """Record why a pipeline's schedule could not be evaluated and stop looking at it until its
+    spec changes (refresh_pipelines then makes it due again)."""
+    message = f"cannot evaluate the schedule: {type(error).__name__}: {error}"
+    with engine.store.tx():
+        engine.store.add_event("schedule_failed", now=now, pipeline=name, message=message)
+        engine.store.set_next_due(name, NEVER)
+    engine.log(f"{name}: {message}")
 
 
 def is_time_scheduled(p: Pipeline) -> bool:
@@ -198,7 +216,14 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
             continue
         if row["next_due"] is not None and row["next_due"] > now:
             continue
-        for pk in schedule_pipeline(engine, p, row, now_dt):
+        try:
+            created = schedule_pipeline(engine, p, row, now_dt)
+        except (sqlite3.Error, PipectlError):
+            raise
+        except Exception as e:  # one pipeline's schedule must never stop the others
+            _unschedulable(engine, name, e, now)
+            continue
+        for pk in created:
             touched.add(pk)
             report.created.append(f"{name} {store.run(pk)['logical_date']}")
     for hook in EXTRA_SOURCES:

@@ -107,7 +107,10 @@ def next_runs(pipeline: Pipeline, now: datetime, count: int, anchor: datetime | 
     t = now
     prev = tt.latest_at_or_before(now)
     while len(out) < count:
-        fire = tt.next_after(t)
+        try:
+            fire = tt.next_after(t)
+        except (OverflowError, ValueError):  # past year 9999: the calendar ends
+            break
         if fire is None:
             break
         if prev is not None and (start is None or prev >= start):

@@ -169,8 +169,13 @@ def metrics(
     finally:
         store.close()
     if output:
+        if os.path.isdir(output):
+            raise UsageError(f"--output {output} is a directory; give a file name, e.g. {os.path.join(output, 'pipectl.prom')}")
         # a collector reads it as another user, unless it sits in the private state dir
         inside = os.path.realpath(output).startswith(os.path.realpath(config.state_dir) + os.sep)
-        write_atomic(output, text, mode=0o600 if inside else 0o644)
+        try:
+            write_atomic(output, text, mode=0o600 if inside else 0o644)
+        except OSError as e:
+            raise PipectlError(f"cannot write metrics to {output}: {e.strerror or e}") from None
         return
     sys.stdout.write(text)

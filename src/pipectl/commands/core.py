@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import (AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, parse_date_arg,
-                   parse_params, schedule_words)
+from ..cli import (MAX_COUNT, AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, WaitOpt, app, exit_with,
+                   get_ctx, parse_date_arg, parse_params, schedule_words)
 from ..errors import PipectlError, UsageError
 
 UTC = timezone.utc
@@ -592,7 +592,7 @@ def logs(ctx: typer.Context,
          pipeline: Annotated[Optional[str], typer.Argument(metavar="[PIPELINE]")] = None,
          task: Annotated[Optional[str], typer.Argument(metavar="[TASK]")] = None,
          date_: DateOpt = None,
-         try_: Annotated[Optional[int], typer.Option("--try", min=1, help="Try number (default: the latest).")] = None,
+         try_: Annotated[Optional[int], typer.Option("--try", min=1, max=MAX_COUNT, help="Try number (default: the latest).")] = None,
          follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the try ends.")] = False,
          tick_: Annotated[bool, typer.Option("--tick", help="Show the tick log instead.")] = False,
          hooks: Annotated[bool, typer.Option("--hooks", help="Show the run's hook output instead (PIPELINE only).")] = False,

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..cli import (AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, open_state, parse_date_arg,
+from ..cli import (MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, open_state,
+                   parse_date_arg,
                    parse_date_range)
 from ..errors import UsageError
 
@@ -62,7 +63,7 @@ def backfill(
     tasks: Annotated[Optional[str], typer.Option(
         "--tasks", metavar="REGEX", help="Only tasks matching REGEX, and everything downstream of them.")] = None,
     max_active_runs: Annotated[Optional[int], typer.Option(
-        "--max-active-runs", metavar="N", min=1,
+        "--max-active-runs", metavar="N", min=1, max=MAX_COUNT,
         help="Backfill runs in progress at once (default: the pipeline's max_active_runs).")] = None,
     backwards: Annotated[bool, typer.Option("--backwards", help="Newest logical date first.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")] = False,
@@ -440,7 +441,7 @@ def grid(
     pipeline: PipelineArg,
     start: Annotated[Optional[str], typer.Option("--start", metavar="D", help="First ds shown.")] = None,
     end: Annotated[Optional[str], typer.Option("--end", metavar="D", help="Last ds shown.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT,
                                        help="Without --start: the latest N runs.")] = 30,
 ) -> None:
     """Partition grid: one row per run (dates), one column per task, coloured by state.
