@@ -71,6 +71,14 @@ BAD_SPECS = {
     "set_tag": ("params:\n  x: !!set {a, b}\ntasks:\n  a:\n    run: 'true'\n", "2:6: unsupported YAML tag '!!set'"),
     "nan_param": ("params:\n  x: [1, .nan]\ntasks:\n  a:\n    run: 'true'\n",
                   "2:6: bad value for param 'x': numbers must be finite"),
+    "bad_bool_param": ("params:\n  x: !!bool all\ntasks:\n  a:\n    run: 'true'\n",
+                       "2:6: bad value for param 'x': KeyError"),
+    "unhashable_param_key": ("params:\n  x: {[a, b]: 1}\ntasks:\n  a:\n    run: 'true'\n",
+                             "2:6: bad value for param 'x': found unhashable key"),
+    "long_name": ("name: " + "x" * 300 + "\ntasks:\n  a:\n    run: 'true'\n",
+                  "1:7: pipeline name is 300 characters long; at most 100"),
+    "long_task_name": ("tasks:\n  " + "t" * 101 + ":\n    run: 'true'\n",
+                       "2:3: task name is 101 characters long; at most 100"),
     "recursive_alias": ("params:\n  r: &r [*r]\ntasks:\n  a:\n    run: 'true'\n",
                         "2:6: recursive YAML alias"),
 }
@@ -328,3 +336,52 @@ def test_full_disk_gets_one_line_naming_the_path(small_state_dir):
     runs = cli(root, "--json", "runs", "q")
     assert runs.returncode == 0, runs.stderr
     assert '"run_type": "manual"' not in runs.stdout  # the trigger left nothing behind
+
+
+# -- every failure is one stderr line --------------------------------------------------------------------
+
+def test_bare_pipectl_prints_help_and_one_error_line():
+    p = run_cli()
+    assert p.returncode == 2
+    assert "Commands:" in p.stdout
+    assert one_error_line(p) == "pipectl: error: missing command (see 'pipectl --help')"
+
+
+def test_init_under_an_unknown_users_home():
+    p = run_cli("init", "~nouser-pipectl/x")
+    assert p.returncode == 2
+    assert one_error_line(p) == "pipectl: error: bad directory '~nouser-pipectl/x': Could not determine home directory."
+
+
+def test_doctor_that_finds_problems_says_so_in_one_line(tmp_path):
+    root = make_project(tmp_path, {"q": OK_SPEC})  # no tick has ever run: no state file, no ticks arriving
+    p = cli(root, "--json", "doctor")
+    assert p.returncode == 1
+    line = one_error_line(p)
+    assert line.startswith("pipectl: error: doctor found ") and line.endswith(("problem", "problems"))
+    assert '"ok": false' in p.stdout
+
+
+# -- bounded soak: the bench fuzzers at small counts ----------------------------------------------------
+
+def _bench(name: str):
+    import importlib
+    import sys
+
+    bench = str(Path(__file__).resolve().parent.parent / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    return importlib.import_module(name)
+
+
+def test_fuzzed_specs_never_crash_validate_tick_or_other_pipelines():
+    line, ok, problems = _bench("fuzz_spec").run(cases=300, seed=14, batch=50, workers=2, case_timeout=10.0,
+                                                 tick_timeout=60.0)
+    assert ok, "\n".join([line, *problems[:20]])
+    assert line.startswith("fuzz_spec: OK: 300 cases") and "12 real ticks" in line
+
+
+def test_fuzzed_command_lines_get_one_clear_line():
+    line, ok, problems = _bench("fuzz_cli").run(invocations=60, seed=14, workers=2, timeout=60.0)
+    assert ok, "\n".join([line, *problems[:20]])
+    assert line.startswith("fuzz_cli: OK: 60 invocations")

@@ -332,7 +332,10 @@ def init(
 ) -> None:
     """Scaffold pipectl.toml and an example pipeline."""
     c = get_ctx(ctx)
-    target = Path(directory or c.project or ".").expanduser().resolve()
+    try:
+        target = Path(directory or c.project or ".").expanduser().resolve()
+    except (RuntimeError, ValueError, OSError) as e:  # ~nouser, a NUL byte, a loop of symlinks
+        raise UsageError(f"bad directory {directory or c.project!r}: {e}") from None
     if (target / "pipectl.toml").exists():
         raise UsageError(f"{target / 'pipectl.toml'} already exists; nothing changed")
     if target.exists() and not target.is_dir():
@@ -662,7 +665,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
         rv = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:
         print(e.ctx.get_help())
-        sys.exit(2)
+        _die(f"missing command (see '{e.ctx.command_path} --help')", 2)
     except click.exceptions.UsageError as e:
         hint = ""
         if e.ctx is not None:

@@ -80,6 +80,8 @@ MAX_RETRIES = 1000
 MAX_ACTIVE_RUNS = 10000
 MAX_PRIORITY = 1_000_000
 MAX_MIN_SIZE = 2**53
+# Names become directory and file names of logs (255 bytes at most on most file systems).
+MAX_NAME = 100
 MIN_EVERY = 1.0  # seconds: the scheduler's granularity; less would create runs faster than ticks can
 
 
@@ -279,6 +281,8 @@ class _FileSpec:
     # -- reporting --------------------------------------------------------
     def error(self, where: Node | Pos, message: str, file: str | None = None) -> None:
         line, col = self.pos(where)
+        # one line per problem, always: PyYAML's messages carry their own "in <string>, line 4" tail
+        message = " ".join(message.split("\n  in ")[0].split())
         self.errors.append(SpecError(file or self.shown, line, col, message))
 
     @staticmethod
@@ -616,6 +620,8 @@ class _FileSpec:
             origin = "" if "name" in top else " (from the file name)"
             self.error(self.name_pos, f"pipeline name {self.name!r}{origin} may only contain letters, digits, "
                                       "'_', '-' and '.'")
+        elif len(self.name) > MAX_NAME:
+            self.error(self.name_pos, f"pipeline name is {len(self.name)} characters long; at most {MAX_NAME}")
 
     def dates(self, get: dict[str, Node], kw: dict[str, Any]) -> None:
         when: dict[str, datetime] = {}
@@ -650,8 +656,9 @@ class _FileSpec:
         for key, (_, vnode) in m.items():
             try:
                 value = _plain_value(self._constructor.construct_object(vnode, deep=True))
-            except (ValueError, RecursionError, yaml.YAMLError) as e:
-                self.error(vnode, f"bad value for param {key!r}: {e}")
+            except Exception as e:  # e.g. `!!bool all`, `!!int x`: the constructor's own errors
+                detail = getattr(e, "problem", None) or (e if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
+                self.error(vnode, f"bad value for param {key!r}: {detail}")
                 continue
             if not _finite(value):
                 self.error(vnode, f"bad value for param {key!r}: numbers must be finite (no .inf or .nan)")
@@ -819,6 +826,8 @@ class _FileSpec:
         for name, (knode, vnode) in tasks.items():
             if not _TASK_NAME_RE.match(name):
                 self.error(knode, f"task name {name!r} may only contain letters, digits, '_' and '-'")
+            elif len(name) > MAX_NAME:
+                self.error(knode, f"task name is {len(name)} characters long; at most {MAX_NAME}")
             spec = self.mapping(vnode, f"task {name!r}")
             if spec is not None:
                 built[name] = self.task(name, knode, spec, defaults, allowed, needs, edge_pos)

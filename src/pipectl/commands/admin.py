@@ -97,7 +97,9 @@ def doctor(ctx: typer.Context) -> None:
         for ch in checks:
             print(ch.line())
     if not ok:
-        exit_with(1)
+        bad = sum(not ch.ok for ch in checks)
+        # the checks above are the report; this line is what cron mail and scripts see
+        raise PipectlError(f"doctor found {bad} problem{'s' if bad != 1 else ''}")
 
 
 @app.command()
