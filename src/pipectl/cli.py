@@ -404,7 +404,11 @@ def graph(
         # a run is drawn as it ran: its own snapshot, even if today's spec is broken or different
         from .runref import history, snapshot_pipeline
 
-        run = find_run(c, history(c, pipeline).pipeline, date_, run_id=run_id, at=at)
+        res = history(c, pipeline)
+        if not res.valid:
+            print(f"{PROG}: warning: pipeline {pipeline} is invalid ({res.errors[0]}); "
+                  "drawing the run from its own snapshot", file=sys.stderr)
+        run = find_run(c, res.pipeline, date_, run_id=run_id, at=at)
         p = snapshot_pipeline(run)
         states = task_states(c, run)
     else:

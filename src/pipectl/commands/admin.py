@@ -163,9 +163,13 @@ def metrics(
 
     c = get_ctx(ctx)
     config = c.config()
-    if not os.path.exists(config.state_db):
-        raise PipectlError(f"no state file at {config.state_db}; run `pipectl tick` first")
-    store = open_store(config, create=False)
+    if os.path.exists(config.state_db):
+        store = open_store(config, create=False)
+    else:
+        # nothing has run yet: the same metrics, all zero, rather than an error a scraper retries forever
+        from ..store import Store
+
+        store = Store(":memory:")
     try:
         text = collect(config, store)
     finally:

@@ -217,7 +217,7 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
             out.append({
                 "name": name, "valid": p is not None, "paused": bool(row["paused"]) if row else False,
                 "schedule": schedule_words(p) if p else None,
-                "timezone": p.timezone if p else c.config().timezone,
+                "timezone": p.timezone if p else _snapshot_tz(last, c.config().timezone),
                 "errors": [str(e) for e in loaded.invalid.get(name, [])],
                 "next_run": nxt[0]["fire_time"] if nxt else None,
                 "last_run": run_object(store, last) if last else None,
@@ -280,6 +280,15 @@ def _watch(ctx, pipeline: str | None, interval: float, once: bool) -> None:
         if pipeline not in loaded.invalid:
             c.pipeline(pipeline)
     watch(c.config(), _clock(c).now, c.console(), interval=interval, pipeline=pipeline, once=once)
+
+
+def _snapshot_tz(run, default: str) -> str:
+    """An invalid pipeline's zone: what its newest run ran with."""
+    if run is None:
+        return default
+    from ..runref import snapshot_pipeline
+
+    return snapshot_pipeline(run).timezone
 
 
 def _sla_count(store, name: str) -> int:
@@ -772,7 +781,7 @@ def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> Non
     from ..views import next_runs
 
     c = get_ctx(ctx)
-    p = c.pipeline(pipeline)
+    p = _history(c, pipeline)  # an invalid spec: what its last valid version would do (the warning says so)
     if not p.time_schedules:
         raise UsageError(f"{p.name} has no time schedule ({schedule_words(p)})")
     items = next_runs(p, c.now(), count)
@@ -782,7 +791,11 @@ def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> Non
         print_json(items)
         _warn_backlog(c, [p], c.now())
         return
-    print(f"{p.name}: {schedule_words(p)}")
+    from .. import render
+
+    now = c.now()
+    print(f"{p.name}: {schedule_words(p)}; times in {p.timezone}")
     for i in items:
-        print(f"  {i['fire_time']}  runs ds {i['ds']}  (logical date {i['logical_date']})")
+        print(f"  {render.local_time(i['fire_time'], p.timezone, now)} ({render.ago(i['fire_time'], now)})  "
+              f"runs ds {i['ds']}, logical date {render.local_time(i['logical_date'], p.timezone, now)}")
     _warn_backlog(c, [p], c.now())

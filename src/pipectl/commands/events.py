@@ -1,6 +1,8 @@
 """`pipectl assets`: each asset's producers, consumers and last update per ds."""
 from __future__ import annotations
 
+import os
+
 import typer
 
 from ..cli import app, get_ctx
@@ -16,7 +18,13 @@ def assets(ctx: typer.Context) -> None:
     config = c.config()
     res = c.load()
     pipelines = res.pipelines
-    store = open_store(config)
+    if os.path.exists(config.state_db):
+        store = open_store(config)
+    else:
+        # a reading command never creates the state file: nothing has happened yet
+        from ..store import Store
+
+        store = Store(":memory:")
     try:
         rows = assets_mod.report(store, pipelines, c.now())
     finally:

@@ -508,11 +508,17 @@ def _draw_grid(c, data: dict) -> None:
     if not data["runs"]:
         con.print(f"no runs of {data['pipeline']} in that range")
         return
-    cols = data["tasks"]
-    label_w = max(len(r["label"]) for r in data["runs"])
+    all_cols = data["tasks"]
+    label_w = max(len(r["label"]) + (5 if r["slow"] else 0) for r in data["runs"])
     # each column costs its width plus one space; what is left after the date and run columns is the tasks'
-    room = max(1, (con.width - label_w - 5) // max(1, len(cols)) - 1)
-    named = max(len(n) for n in cols) <= room
+    free = con.width - label_w - 5
+    room = max(1, free // max(1, len(all_cols)) - 1)
+    named = max(len(n) for n in all_cols) <= room
+    cols = all_cols
+    if not named:
+        # numbered columns; more tasks than fit are left out and said so, never squeezed into "…"
+        fit = max(1, free // (len(str(len(all_cols))) + 1))
+        cols = all_cols[:fit]
     headers = cols if named else [str(i) for i in range(1, len(cols) + 1)]
     t = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, header_style="bold", pad_edge=False)
     t.add_column("ds", no_wrap=True)
@@ -535,6 +541,9 @@ def _draw_grid(c, data: dict) -> None:
     con.print(t)
     if not named:
         con.print(Text("  ".join(f"{i}={n}" for i, n in enumerate(cols, 1)), style="dim"))
+    if len(cols) < len(all_cols):
+        con.print(Text(f"showing the first {len(cols)} of {len(all_cols)} tasks (DAG order); a wider terminal "
+                       f"or --json shows all", style="dim"))
     order = ["success", "running", "queued", "pending", "up_for_retry", "failed", "upstream_failed", "skipped"]
     shown = [s for s in order if s in seen]
     if any(v is None for r in data["runs"] for v in r["tasks"].values()):
