@@ -295,7 +295,7 @@ def expected(world: str, cmd: str, facts: dict) -> list[str]:
     state, t, failed = facts["state"], facts["time"], facts.get("failed_task")
     if world == "new":
         return {"status": ["etl", t], "status P": ["etl", t], "runs": ["no runs yet"], "show": ["no runs yet"],
-                "grid": ["no runs"], "explain": ["no runs yet"], "logs": ["no runs yet"], "next": [t],
+                "grid": ["no runs"], "explain": ["no run yet"], "logs": ["no runs yet"], "next": [t],
                 "graph --date": ["etl has no runs yet"], "metrics": ["pipectl_runs"], "doctor": ["state"],
                 "assets": ["no assets"]}[cmd]
     need = {
