@@ -224,3 +224,38 @@ def test_tick_lines_name_sub_daily_runs_by_their_time_of_day(tmp_path):
     assert "launched: etl 2026-04-01 extract try 1" in lines
     tick_log = ok(root, "logs", "--tick").stdout
     assert "q 2026-04-01 06:00 a try 1" in tick_log
+
+
+def test_a_tab_in_yaml_is_called_a_tab(tmp_path):
+    root = make_project(tmp_path, {"t": "tasks:\n\ta: {run: 'true'}\n"})
+    r = cli(root, "validate")
+    assert r.returncode == 1
+    assert "pipelines/t.yaml:2:1: YAML syntax error: a tab character; YAML indents with spaces only" in r.stderr
+
+
+def test_validate_warns_when_a_cwd_does_not_exist(tmp_path):
+    root = make_project(tmp_path, {"w": """
+        tasks:
+          a: {run: "true", cwd: nowhere}
+          b: {run: "true", cwd: pipelines}
+    """})
+    r = cli(root, "validate")
+    assert r.returncode == 0  # a warning: something upstream may create it
+    warn = [ln for ln in r.stderr.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "task 'a' has cwd 'nowhere', which does not exist" in warn[0]
+    assert jcli(root, "validate")["warnings"] == [warn[0].split("warning: ", 1)[1]]
+
+
+def test_install_systemd_user_mentions_linger(tmp_path):
+    root = make_project(tmp_path, {"p": "tasks:\n  a: {run: 'true'}\n"})
+    r = ok(root, "install", "systemd", "--user", "--print", env={"USER": "nobody-lingers"})
+    assert "loginctl enable-linger nobody-lingers" in r.stderr
+    assert "loginctl" not in r.stdout  # the units printed stay clean
+
+
+def test_metrics_and_assets_before_the_first_tick(tmp_path):
+    root = make_project(tmp_path, {"p": "schedule: '0 2 * * *'\ntasks:\n  a: {run: 'true'}\n"})
+    r = ok(root, "metrics")
+    assert "# TYPE pipectl_runs gauge" in r.stdout
+    ok(root, "assets")
+    assert not (root / ".pipectl" / "state.db").exists()  # reading never creates the state file

@@ -365,11 +365,15 @@ def validate(ctx: typer.Context) -> None:
     for name, p in sorted(res.pipelines.items()):
         rows.append({"name": name, "path": _rel(p.path), "tasks": len(p.tasks),
                      "schedule": schedule_words(p), "timezone": p.timezone})
+    warnings = cwd_warnings(c.config(), res.pipelines)
+    for w in warnings:
+        print(f"{PROG}: warning: {w}", file=sys.stderr)
     if c.json:
         from .render import print_json
 
         print_json({
             "ok": not res.errors,
+            "warnings": warnings,
             "pipelines": rows,
             "invalid": sorted(str(k) for k in (getattr(res, "invalid", {}) or {})),
             "errors": [_error_dict(e) for e in res.errors],
@@ -387,6 +391,19 @@ def validate(ctx: typer.Context) -> None:
             print(f"no pipelines found (globs: {', '.join(c.config().pipelines)})", file=sys.stderr)
     if res.errors:
         exit_with(1)
+
+
+def cwd_warnings(config, pipelines) -> list[str]:
+    """Tasks whose ``cwd`` does not exist now: not an error (a task before it may create
+    it), but a try started there fails at once."""
+    out = []
+    for name, p in sorted(pipelines.items()):
+        for task in p.tasks.values():
+            if task.cwd and not os.path.isdir(os.path.join(config.root, task.cwd)):
+                out.append(f"{_rel(p.path)}: task {task.name!r} has cwd {task.cwd!r}, which does not exist "
+                           f"(relative to {_rel(config.root) if _rel(config.root) != '.' else 'the project'}); "
+                           "its tries fail to start unless something creates it first")
+    return out
 
 
 @app.command()

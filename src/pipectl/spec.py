@@ -557,6 +557,10 @@ class _FileSpec:
         if context and cmark is not None:
             message += f" ({context} at line {cmark.line + 1})"
         line_text = self.lines[pos[0] - 1] if 0 < pos[0] <= len(self.lines) else ""
+        if "\t" in line_text[: pos[1]] or "\t" in problem:
+            # PyYAML only says "found character that cannot start any token"
+            message = ("YAML syntax error: a tab character; YAML indents with spaces only "
+                       "(replace the tab with spaces)")
         if ">>" in line_text and "[" in line_text:
             message += "; quote edges that start with '[', e.g. - \"[a, b] >> c\""
         self.error(pos, message)

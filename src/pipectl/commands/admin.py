@@ -45,6 +45,8 @@ def install(ctx: typer.Context, target: TargetArg, print_: PrintOpt = False, use
         print(line)
         return
     units = inst.systemd_units(config, user)
+    if user:
+        _linger_hint()
     if print_:
         d = inst.unit_dir(user)
         print(f"# {d / (units.name + '.service')}")
@@ -60,6 +62,17 @@ def install(ctx: typer.Context, target: TargetArg, print_: PrintOpt = False, use
         raise PipectlError(f"units written but the timer is not enabled: {problem}; "
                            f"run: systemctl {flag}daemon-reload && systemctl {flag}enable --now {units.name}.timer")
     print(f"enabled {units.name}.timer")
+
+
+def _linger_hint() -> None:
+    """A --user timer stops at logout (and never starts after a reboot) unless lingering is on."""
+    import getpass
+
+    name = os.environ.get("USER") or getpass.getuser()
+    if os.path.exists(f"/var/lib/systemd/linger/{name}"):
+        return
+    print(f"note: a --user timer runs only while {name} is logged in; to keep ticks coming after logout "
+          f"and reboots, run once: loginctl enable-linger {name}", file=sys.stderr)
 
 
 @app.command()
