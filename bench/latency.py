@@ -65,6 +65,52 @@ def show(name: str, xs: list[float], target: float) -> None:
           f"(n={len(ms)})  target <= {target * 1e3:.0f} ms: {verdict(worst <= target * 1e3)}")
 
 
+def retry_project(root: Path, n: int) -> Path:
+    write_toml(root)
+    marks = root / "marks.txt"
+    tasks = "".join(
+        f"  t{i}:\n    run: 'echo \"start {i} $(date +%s.%N)\" >> {marks}; sleep {0.3 * i:.1f}; "
+        f"test -e done{i} || {{ touch done{i}; exit 1; }}'\n    retries: 1\n    retry_delay: 2s\n" for i in range(n))
+    (root / "pipelines" / "rt.yaml").write_text(
+        f"schedule: '@daily'\nstart_date: 2026-01-01\ncatchup: false\ntasks:\n{tasks}")
+    return marks
+
+
+def retry_latencies(root: Path, marks: Path, n: int) -> list[float]:
+    starts: dict[int, list[float]] = {}
+    for line in marks.read_text().splitlines():
+        _, i, t = line.split()
+        starts.setdefault(int(i), []).append(float(t))
+    con = sqlite3.connect(root / ".pipectl" / "state.db")
+    try:
+        ends = {int(task[1:]): end for task, end in con.execute(
+            "SELECT task_instances.task, tries.end FROM tries JOIN task_instances ON task_instances.id = tries.ti "
+            "WHERE tries.try_number = 1")}
+    finally:
+        con.close()
+    if any(len(starts.get(i, ())) != 2 for i in range(n)):
+        raise SystemExit(f"retries missing: {starts}")
+    return [starts[i][1] - (ends[i] + 2.0) for i in range(n)]
+
+
+def mark_project(root: Path, n: int) -> Path:
+    write_toml(root)
+    marks = root / "marks.txt"
+    tasks = "".join(
+        f"  gate{i}:\n    sensor: {{file: never-there}}\n    poke_interval: 1h\n"
+        f"  t{i}:\n    run: 'echo \"start {i} $(date +%s.%N)\" >> {marks}'\n    needs: [gate{i}]\n" for i in range(n))
+    (root / "pipelines" / "mk.yaml").write_text(
+        f"schedule: '@daily'\nstart_date: 2026-01-01\ncatchup: false\ntasks:\n{tasks}")
+    return marks
+
+
+def wait_run(root: Path, limit: float = 120) -> str | None:
+    deadline = time.time() + limit
+    while run_state(root) not in ("success", "failed") and time.time() < deadline:
+        time.sleep(0.05)
+    return run_state(root)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=10)
@@ -87,9 +133,39 @@ def main() -> None:
         raise SystemExit(f"unsupervised run ended {run_state(root2)}")
     unsupervised = latencies(marks2, n)
 
+    # retry due -> retry start: one plain tick, then nothing but pipectl's own hand-offs
+    root3 = Path(tempfile.mkdtemp(prefix="pipectl-bench-lat-"))
+    marks3 = retry_project(root3, n)
+    subprocess.run([*pipectl, "--project", str(root3), "tick"], env=env(), check=True, capture_output=True)
+    if wait_run(root3) != "success":
+        raise SystemExit(f"retry run ended {run_state(root3)}")
+    retries = retry_latencies(root3, marks3, n)
+
+    # mark -> downstream start
+    root4 = Path(tempfile.mkdtemp(prefix="pipectl-bench-lat-"))
+    marks4 = mark_project(root4, n)
+    subprocess.run([*pipectl, "--project", str(root4), "tick"], env=env(), check=True, capture_output=True)
+    con = sqlite3.connect(root4 / ".pipectl" / "state.db")
+    ds = con.execute("SELECT ds FROM runs").fetchone()[0]
+    con.close()
+    marked = []
+    for i in range(n):
+        subprocess.run([*pipectl, "--project", str(root4), "mark", "mk", "--date", ds, "--task", f"gate{i}", "success"],
+                       env=env(), check=True, capture_output=True)
+        con = sqlite3.connect(root4 / ".pipectl" / "state.db")
+        marked.append(con.execute("SELECT max(ts) FROM events WHERE kind = 'mark'").fetchone()[0])
+        con.close()
+    if wait_run(root4) != "success":
+        raise SystemExit(f"mark run ended {run_state(root4)}")
+    started = {int(i): float(t) for _, i, t in (line.split() for line in marks4.read_text().splitlines())}
+    marks_lat = [started[i] - marked[i] for i in range(n)]
+
     print(f"upstream end -> downstream start, chain of {n} tasks (0.1 s each), {n - 1} hand-overs:")
     show("supervised (pipectl run, --wait)", supervised, 0.050)
     show("unsupervised (trigger; wrapper reaper)", unsupervised, 1.0)
+    print(f"due times with no supervisor (one plain tick, then only pipectl's hand-offs), {n} samples each:")
+    show("retry due -> retry start (2s delay)", retries, 1.0)
+    show("mark -> downstream start", marks_lat, 1.0)
 
 
 if __name__ == "__main__":

@@ -90,7 +90,10 @@ def test_history_survives_a_bad_edit(tmp_path):
     # operator commands on existing runs work too
     r = ok(root, "retry", "etl", "--date", "2026-04-04")
     assert "load" in r.stdout
-    assert q(root, "SELECT state FROM task_instances WHERE task = 'load'")[0]["state"] == "pending"
+    # the retry starts at once (from the run's snapshot) and fails again: exit 3
+    load = lambda: q(root, "SELECT state, try_number FROM task_instances WHERE task = 'load'")[0]  # noqa: E731
+    assert wait_for(lambda: load()["state"] == "failed", timeout=10)
+    assert load()["try_number"] == 2
     ok(root, "mark", "etl", "success", "--date", "2026-04-04", "--task", "load")
     assert q(root, "SELECT state FROM task_instances WHERE task = 'load'")[0]["state"] == "success"
     # creating new runs still needs a valid spec
@@ -187,9 +190,14 @@ def test_sub_daily_runs_are_addressable_and_never_picked_silently(tmp_path):
     assert r.returncode == 2 and "--date" in one_error_line(r)
     assert jcli(root, "graph", "q", "--at", "2026-04-01T06:00")["tasks"]["a"]["state"] == "success"
     ok(root, "mark", "q", "failed", "--at", "2026-04-01T06:00", "--task", "a")
-    ok(root, "retry", "q", "--run-id", "scheduled__2026-04-01T06:00:00+00:00")
-    states = {r["logical_date"][11:16]: r["tasks"]["a"]["state"] for r in jcli(root, "runs", "q") if r["ds"] == "2026-04-01"}
-    assert states == {"00:00": "success", "06:00": "pending", "12:00": "success", "18:00": "success"}
+    ok(root, "retry", "q", "--run-id", "scheduled__2026-04-01T06:00:00+00:00")  # starts it at once
+
+    def tasks_a():
+        return {r["logical_date"][11:16]: r["tasks"]["a"] for r in jcli(root, "runs", "q") if r["ds"] == "2026-04-01"}
+
+    assert wait_for(lambda: tasks_a()["06:00"]["state"] == "success", timeout=10)
+    assert {k: (v["state"], v["tries"]) for k, v in tasks_a().items()} == {
+        "00:00": ("success", 1), "06:00": ("success", 2), "12:00": ("success", 1), "18:00": ("success", 1)}
     # grid honours times in --start/--end
     g = jcli(root, "grid", "q", "--start", "2026-04-01T06:00", "--end", "2026-04-01T12:00")
     assert [r["logical_date"] for r in g["runs"]] == ["2026-04-01T06:00:00+00:00", "2026-04-01T12:00:00+00:00"]

@@ -19,11 +19,15 @@ def main(argv: list[str]) -> int:
     from .config import load_config
     from .scheduler import Clock, Engine
     from .tick import open_store
+    from .timer import hand_off
 
     config = load_config(argv[0])
     store = open_store(config, create=False)
     try:
-        Engine(config, store, Clock(float(argv[1]))).step()
+        engine = Engine(config, store, Clock(float(argv[1])))
+        began = engine.clock.now()
+        engine.step()
+        hand_off(engine, began)  # e.g. the retry this step scheduled, due in a few seconds
     finally:
         store.close()
     return 0

@@ -796,7 +796,11 @@ class Engine:
         finally:
             unregister_supervisor(me)
             # a wrapper that finished while we were registered left its status for us
+            began = self.clock.now()
             self.step(report)
+            from .timer import hand_off
+
+            hand_off(self, began)  # other runs' retries and pokes we were keeping
         for proc in list(self.children.values()):
             proc.wait()  # type: ignore[attr-defined]  # hooks: their output is part of the run
         self.children.clear()

@@ -25,6 +25,9 @@ from .model import FAILED, SKIPPED, SUCCESS, Pipeline, Task
 
 UTC = timezone.utc
 POKE_TIMEOUT = 10.0  # seconds one command or http poke may take; a slow check counts as "not yet"
+# ``poke_interval: 0s`` pokes at every check, but never more often than this: whoever keeps the
+# sensor's due time (a supervisor, the timer) would otherwise poke it in a busy loop
+MIN_POKE_GAP = 1.0
 
 
 class SensorError(Exception):
@@ -178,7 +181,7 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
                             message="sensor_timeout")
             engine.log(f"sensor timed out: {label}")
         else:
-            nxt = now + s.poke_interval
+            nxt = now + max(s.poke_interval, MIN_POKE_GAP)
             if deadline is not None:
                 nxt = min(nxt, deadline)
             store.set_sensor_times(ti["id"], started, nxt)

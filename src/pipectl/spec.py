@@ -922,7 +922,7 @@ class _FileSpec:
             if hook in get and not _is(get[hook], "null"):
                 kw[hook] = self.command(hook, get[hook], allowed)
         if "poke_interval" in get:
-            kw["poke_interval"] = self.duration("poke_interval", get["poke_interval"], positive=True)
+            kw["poke_interval"] = self.duration("poke_interval", get["poke_interval"])  # 0s: at every check
         if "soft_fail" in get:
             kw["soft_fail"] = self.boolean("soft_fail", get["soft_fail"])
         sensor_keys = {k: kw.pop(k) for k in ("poke_interval", "soft_fail") if k in kw}

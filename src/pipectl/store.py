@@ -556,14 +556,17 @@ class Store:
                                % ",".join("?" * len(chunk)), chunk).fetchall()
         return out
 
-    def earliest_wakeup(self) -> float | None:
+    def earliest_wakeup(self, after: float | None = None) -> float | None:
         """The earliest time a task instance of an active run waits for: a retry's next_try_at or a
-        sensor's next poke. One query on the active-TI index instead of a scan of every run."""
+        sensor's next poke (only times >= ``after`` when given). One query on the active-TI index
+        instead of a scan of every run."""
         row = self._one(
-            """SELECT min(CASE WHEN ti.state = 'up_for_retry' THEN nullif(ti.next_try_at, 0)
-                               WHEN ti.state = 'pending' THEN nullif(ti.sensor_next, 0) END)
-               FROM task_instances ti JOIN runs ON runs.id = ti.run
-               WHERE ti.state IN ('pending', 'up_for_retry') AND runs.state IN ('queued', 'running')""")
+            """SELECT min(t) FROM (
+                   SELECT CASE WHEN ti.state = 'up_for_retry' THEN nullif(ti.next_try_at, 0)
+                               WHEN ti.state = 'pending' THEN nullif(ti.sensor_next, 0) END AS t
+                   FROM task_instances ti JOIN runs ON runs.id = ti.run
+                   WHERE ti.state IN ('pending', 'up_for_retry') AND runs.state IN ('queued', 'running'))
+               WHERE t >= ?""", (-1e18 if after is None else after,))
         return row[0] if row else None
 
     # -- events ----------------------------------------------------------

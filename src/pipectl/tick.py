@@ -180,6 +180,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 _retention(config, store, now, result.report)
                 return result
             engine = Engine(config, store, clock, log=log)
+            _mark_began(store)
             if not wait:
                 # real time: a tick returns within its budget, keeping a reserve for closing down
                 engine.deadline = started + config.tick_budget - budget_reserve(config.tick_budget)
@@ -187,10 +188,16 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
             touched = create_due_runs(engine, pipelines, store.pipeline_rows(), result.report)
             with store.tx():
                 store.set_meta("last_tick", repr(now))
+            step_began = clock.now()
             if not engine.out_of_time():
                 engine.step(result.report)
             if not engine.out_of_time():
                 _retention(config, store, now, result.report)
+            if not wait:
+                # retries, sensor pokes and what the budget left undone are due before cron's next tick
+                from .timer import hand_off
+
+                hand_off(engine, step_began, step_now=engine.truncated)
             if wait:
                 active = {r["id"] for r in store.active_runs()}
                 engine.drive(active | touched, result.report)
@@ -231,6 +238,15 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
             break
         touched |= set(hook(engine, pipelines, rows, now_dt, report))
     return touched
+
+
+def _mark_began(store: Store) -> None:
+    """A scheduling pass wanted since (``unpause`` found a tick running) is this one."""
+    from .timer import wanted
+
+    if wanted(store, "tick_wanted") > wanted(store, "tick_began"):
+        with store.tx():
+            store.set_meta("tick_began", repr(time.time()))
 
 
 def process_started() -> float:

@@ -144,7 +144,9 @@ def _trigger(ctx, pipeline: str, date_: str | None, param: list[str] | None, wai
         if wait:
             engine.drive({pk}, report)
         else:
-            engine.step(report)
+            from ..timer import act_now
+
+            act_now(engine, report)
         run = store.run(pk)
         if wait:
             _summary(store, run)

@@ -304,6 +304,9 @@ def retry(
                 print(f"nothing retried in {run['run_id']}: every task instance to reset changed meanwhile")
             exit_with(1)
         if not wait:
+            from ..timer import act_now
+
+            act_now(engine)  # they start now, not at the next tick
             if c.json:
                 from ..render import print_json
 
@@ -311,7 +314,7 @@ def retry(
                             "skipped": [{"task": t, "state": st} for t, st in skipped]})
             else:
                 print(f"{run['run_id']}: {len(names)} task instance{'s' if len(names) != 1 else ''} back to pending "
-                      f"({', '.join(names)}); `pipectl tick` runs them, or add --wait")
+                      f"({', '.join(names)}), started now; add --wait to follow them")
             return
         from ..scheduler import StepReport
 
@@ -363,7 +366,12 @@ def mark(
 
     store = open_store(c.config(), create=False)
     try:
-        changed, skipped = bf.mark(_engine(c, store), run, task, state)
+        engine = _engine(c, store)
+        changed, skipped = bf.mark(engine, run, task, state)
+        if changed:
+            from ..timer import act_now
+
+            act_now(engine)  # what the mark made ready starts now, not at the next tick
         final = store.run(run["id"])["state"]
     finally:
         store.close()
@@ -398,6 +406,8 @@ def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
         changed = bf.set_paused(store, p, paused, _clock(c).now())
     finally:
         store.close()
+    if changed and not paused:
+        _schedule_now(c)
     word = "paused" if paused else "unpaused"
     if c.json:
         from ..render import print_json
@@ -409,7 +419,23 @@ def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
         print(f"{p.name} paused: no new scheduled runs; work in progress finishes. `pipectl unpause {p.name}` resumes")
     else:
         catch = "every missed interval runs (catchup)" if p.catchup else "the latest missed interval runs"
-        print(f"{p.name} unpaused: scheduling resumes at the next tick; {catch}")
+        print(f"{p.name} unpaused: scheduling resumes now; {catch}")
+
+
+def _schedule_now(c) -> None:
+    """After unpause: the runs it makes due are created now (a tick), not at cron's next tick.
+    When a tick is running it may have read the pipeline as paused: the timer then runs one."""
+    from ..tick import open_store, tick
+    from ..timer import hand_off
+
+    config = c.config()
+    if not tick(config, _clock(c)).busy:
+        return
+    store = open_store(config)
+    try:
+        hand_off(_engine(c, store), tick=True)
+    finally:
+        store.close()
 
 
 @app.command()
