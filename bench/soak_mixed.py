@@ -100,6 +100,7 @@ class Soak:
         self.hung = 0
         self.commands = 0
         self.pruned: list[dict] = []  # prune --json outputs
+        self.focus = 0
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pipectl", "--project", str(self.root), *args]
@@ -123,7 +124,9 @@ class Soak:
             self.pruned.append(json.loads(out))
 
     def day(self) -> str:
-        return (self.today - timedelta(days=self.rng.randint(0, 5))).isoformat()
+        # most commands of a round aim at one date: that is where they race each other
+        n = self.focus if self.rng.random() < 0.7 else self.rng.randint(0, 5)
+        return (self.today - timedelta(days=n)).isoformat()
 
     def op(self) -> tuple[str, ...]:
         r = self.rng
@@ -147,6 +150,7 @@ class Soak:
         return ("run", pipe, "--date", f"{self.day()}T{r.randint(4, 23):02d}:00:00", "--wait")
 
     def round(self) -> None:
+        self.focus = self.rng.randint(0, 5)
         procs = [self.start("tick") for _ in range(2)]
         procs += [self.start(*self.op()) for _ in range(self.rng.randint(2, 4))]
         if self.rng.random() < 0.5:

@@ -433,9 +433,8 @@ def set_paused(store, pipeline: Pipeline, paused: bool, now: float) -> bool:
         if row is None:
             store.upsert_pipeline(pipeline.name, spec=pipeline.to_dict(), path=pipeline.path, valid=True, error=None,
                                   anchor=iso(datetime.fromtimestamp(now, UTC)))
-        elif bool(row["paused"]) == paused:
+        if not store.set_paused(pipeline.name, paused):
             return False
-        store.set_paused(pipeline.name, paused)
         if paused:
             msg = f"paused by {who}: no new scheduled runs; work in progress finishes"
         else:

@@ -341,8 +341,10 @@ class Store:
     def set_next_due(self, name: str, next_due: float | None) -> None:
         self._x("UPDATE pipelines SET next_due = ? WHERE name = ?", (next_due, name))
 
-    def set_paused(self, name: str, paused: bool) -> None:
-        self._x("UPDATE pipelines SET paused = ? WHERE name = ?", (int(paused), name))
+    def set_paused(self, name: str, paused: bool) -> bool:
+        """pause/unpause: False when it already was (another operator got there first)."""
+        return bool(self._x("UPDATE pipelines SET paused = ? WHERE name = ? AND paused != ?",
+                            (int(paused), name, int(paused))).rowcount)
 
     def forget_missing_pipelines(self, present: Iterable[str]) -> None:
         """A pipeline whose file is gone keeps its history but is no longer scheduled."""
