@@ -84,3 +84,19 @@ def test_task_env():
     assert env["PIPECTL_ITEM"] == "eu-west-1"
     assert env["PIPECTL_PIPELINE"] == "orders" and env["PIPECTL_TASK"] == "extract"
     assert all(isinstance(v, str) for v in env.values())
+
+
+def test_a_command_that_cannot_be_rendered_fails_alone_with_its_reason():
+    """A snapshot from before validate refused a context (or a value gone missing) fails its own
+    task, hook or sensor with the reason; it never raises into the engine's step."""
+    import os
+    import subprocess
+
+    from pipectl.templates import runnable_command
+
+    for cmd in ["sh -c 'echo {{ params.region }}'", "echo {{ params.nope }}"]:
+        command, env = runnable_command(cmd, VALUES)
+        r = subprocess.run(["/bin/sh", "-c", command], env={**os.environ, **env}, capture_output=True, text=True)
+        assert r.returncode == 127
+        assert r.stderr.startswith("pipectl: not run: ") and r.stdout == ""
+    assert runnable_command("echo {{ ds }}", VALUES) == ('echo "${PIPECTL_DS}"', {"PIPECTL_DS": "2026-04-25"})

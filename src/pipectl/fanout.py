@@ -25,7 +25,7 @@ def needs_expansion(task: Task, ti) -> bool:
 
 def expand(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     """Returns True when the run's task instances changed."""
-    from .templates import shell_command
+    from .templates import runnable_command
 
     store = engine.store
     now = engine.clock.now()
@@ -38,7 +38,7 @@ def expand(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     error = None
     items: list[str] = []
     try:
-        command, refs = shell_command(task.foreach.command, values)
+        command, refs = runnable_command(task.foreach.command, values)
         env = engine.task_environment(pipeline, task, values)
         env.update(refs)
         proc = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,

@@ -676,16 +676,21 @@ class Engine:
         return env
 
     def _prepare(self, run, pipeline: Pipeline, task: Task, ti, try_number: int) -> executor.Launch:
-        from .templates import render, shell_command
+        from .templates import TemplateError, refusal, render, runnable_command
 
         values = self.template_values(run, pipeline, ti, try_number)
         env = self.task_environment(pipeline, task, values)
         if isinstance(task.run, str):
-            command, refs = shell_command(task.run, values)
+            command, refs = runnable_command(task.run, values)
             argv = ["/bin/sh", "-c", command]
             env.update(refs)
         else:
-            argv = [render(a, values, shell=False) for a in task.run]
+            try:
+                argv = [render(a, values, shell=False) for a in task.run]
+            except TemplateError as e:
+                command, refs = refusal(e)
+                argv = ["/bin/sh", "-c", command]
+                env.update(refs)
         cwd = os.path.join(self.config.root, task.cwd) if task.cwd else self.config.root
         return executor.Launch(
             argv=argv, cwd=cwd, env=env,
@@ -700,11 +705,11 @@ class Engine:
         command = getattr(task, which) or getattr(pipeline, which)
         if not command:
             return
-        from .templates import shell_command
+        from .templates import runnable_command
 
         values = self.template_values(run, pipeline, ti, t["try_number"])
         env = self.task_environment(pipeline, task, values)
-        command, refs = shell_command(command, values)
+        command, refs = runnable_command(command, values)
         env.update(refs)
         state = {"on_success": SUCCESS, "on_retry": UP_FOR_RETRY, "on_failure": FAILED}.get(which, which)
         env.update(PIPECTL_STATE=state, PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),

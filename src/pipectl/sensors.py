@@ -48,9 +48,9 @@ def target_of(task: Task, values: dict) -> str:
 
 def command_of(task: Task, values: dict) -> tuple[str, dict[str, str]]:
     """A command sensor's shell command (values as environment references) and those variables."""
-    from .templates import shell_command
+    from .templates import runnable_command
 
-    return shell_command(task.sensor.target, values)
+    return runnable_command(task.sensor.target, values)
 
 
 def _file_ready(path: str, min_size: int | None, is_glob: bool) -> bool:

@@ -64,7 +64,7 @@ def check(engine, report=None) -> int:
 def _hook(engine, run, pipeline, ti, task: str) -> None:
     from . import executor
     from .scheduler import log_path
-    from .templates import shell_command
+    from .templates import runnable_command
 
     t = pipeline.tasks.get(ti["base"]) if ti is not None else None
     command = (t.on_sla_miss if t is not None else None) or pipeline.on_sla_miss
@@ -75,7 +75,7 @@ def _hook(engine, run, pipeline, ti, task: str) -> None:
     base = t or next(iter(pipeline.tasks.values()))
     env = engine.task_environment(pipeline, base, values)
     env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task)
-    command, refs = shell_command(command, values)
+    command, refs = runnable_command(command, values)
     env.update(refs)
     hook_log = os.path.join(os.path.dirname(log_path(engine.config, run, "x", 0)), "hooks.log")
     proc = executor.run_hook(command, cwd=engine.config.root, env=env,

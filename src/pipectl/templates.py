@@ -130,6 +130,21 @@ def shell_command(text: str, values: Mapping[str, Any]) -> tuple[str, dict[str, 
     return "".join(out), env
 
 
+def runnable_command(text: str, values: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """:func:`shell_command`, or, when the command cannot be rendered (a run's snapshot from before a
+    check existed, a param gone missing), a command that says why on stderr and exits 127: the one
+    task, hook, sensor or foreach fails with the reason in its log, and nothing else stops."""
+    try:
+        return shell_command(text, values)
+    except TemplateError as e:
+        return refusal(e)
+
+
+def refusal(reason: Exception | str) -> tuple[str, dict[str, str]]:
+    """A command that prints why it cannot run (from the environment, never parsed) and exits 127."""
+    return 'printf "pipectl: %s\\n" "$PIPECTL_REFUSED" >&2; exit 127', {"PIPECTL_REFUSED": f"not run: {reason}"}
+
+
 def shell_problems(text: str, params: Mapping[str, Any] | None = None) -> list[tuple[int, str]]:
     """(offset of the template's name, message) for each template no reference can make safe."""
     matches = list(_TEMPLATE_RE.finditer(text))
