@@ -89,34 +89,43 @@ class Ctx:
         return resolve_pipeline(self.load(), name)
 
     def secrets(self) -> list[str]:
-        """The secret values of the project, for masking: every valid spec's, and the last valid spec
-        kept in the state file of each pipeline (one made invalid by an edit, or whose file is gone)."""
+        """The secret values of the project, for masking: the last valid spec of each pipeline kept in
+        the state file (one made invalid by an edit, or whose file is gone, included), and the specs on
+        disk when the command loaded them or when they changed since the state file's copy."""
         from .secrets import secret_values
 
         try:
             config = self.config()
-            loaded = self.load()
         except (PipectlError, OSError):
             return []  # no project: nothing of it can be printed either
         values: list[str] = []
-        for p in loaded.pipelines.values():
-            values += secret_values(p)
+        current = False
         if os.path.exists(config.state_db):
             import sqlite3
 
+            from .quicktick import spec_fingerprint
             from .store import loads
             from .tick import open_store
 
             try:
                 store = open_store(config, create=False)
+                try:
+                    for row in store.pipeline_rows().values():
+                        if row["spec"]:
+                            values += secret_values(loads(row["spec"]))
+                    # the copy is the specs on disk: a tick's report need not parse every YAML file again
+                    current = store.get_meta("spec_fingerprint") == spec_fingerprint(config)
+                finally:
+                    store.close()
             except (PipectlError, OSError, sqlite3.Error):
-                return values  # a state file that cannot be read is reported by the command itself
+                pass  # a state file that cannot be read is reported by the command itself
+        if self._loaded is not None or not current:
             try:
-                for row in store.pipeline_rows().values():
-                    if row["spec"]:
-                        values += secret_values(loads(row["spec"]))
-            finally:
-                store.close()
+                loaded = self.load()
+            except (PipectlError, OSError):
+                return values
+            for p in loaded.pipelines.values():
+                values += secret_values(p)
         return values
 
     # -- time ------------------------------------------------------------------
