@@ -104,21 +104,16 @@ class Ctx:
             import sqlite3
 
             from .quicktick import spec_fingerprint
-            from .store import loads
-            from .tick import open_store
+            from .store import loads, spec_copies
 
             try:
-                store = open_store(config, create=False)
-                try:
-                    for row in store.pipeline_rows().values():
-                        if row["spec"]:
-                            values += secret_values(loads(row["spec"]))
-                    # the copy is the specs on disk: a tick's report need not parse every YAML file again
-                    current = store.get_meta("spec_fingerprint") == spec_fingerprint(config)
-                finally:
-                    store.close()
-            except (PipectlError, OSError, sqlite3.Error):
-                pass  # a state file that cannot be read is reported by the command itself
+                specs, fingerprint = spec_copies(config.state_db)
+            except sqlite3.Error:
+                specs, fingerprint = [], None  # a state file that cannot be read is reported by the command
+            for text in specs:
+                values += secret_values(loads(text))
+            # the copies are the specs on disk: a tick's report need not parse every YAML file again
+            current = fingerprint is not None and fingerprint == spec_fingerprint(config)
         if self._loaded is not None or not current:
             try:
                 loaded = self.load()

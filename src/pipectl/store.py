@@ -864,6 +864,20 @@ def _readonly_uri(path: str) -> str:
     return f"file:{quote(os.path.abspath(path))}?mode=ro"
 
 
+def spec_copies(path: str) -> tuple[list[str], str | None]:
+    """The last valid spec (JSON) of every pipeline and the fingerprint of the spec files they came
+    from, for masking what a command prints. Its own read-only SQLite connection, and no Python-level
+    open of the file: the command printing may hold a Store with locks on the same file, and closing
+    any other descriptor of it would drop those (POSIX locks belong to the process)."""
+    conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5)
+    try:
+        specs = [r[0] for r in conn.execute("SELECT spec FROM pipelines WHERE spec IS NOT NULL")]
+        row = conn.execute("SELECT value FROM meta WHERE key = 'spec_fingerprint'").fetchone()
+        return specs, row[0] if row else None
+    finally:
+        conn.close()
+
+
 def _check_header(path: str) -> None:
     """Refuse a file that is not SQLite before sqlite3 gets a chance to touch it."""
     try:
