@@ -315,3 +315,35 @@ def test_a_tall_frame_is_shortened_to_the_terminal_keeping_failures(project):
     assert re.search(r"Waiting \(30, \d+ not shown\)", text), text
     assert "load_dims exit 3" in text and LOAD_DIMS_LOG in "".join(line.strip() for line in lines), text
     assert "fetch try 1" in text
+
+
+def test_view_model_says_sensor_next_check_and_pool(tmp_path):
+    """The other reasons a task waits: a sensor's next check (with its due time) and a full pool."""
+    root = make_project(tmp_path, {
+        "sense": """
+            tasks:
+              landed: {sensor: {file: "never.txt"}, poke_interval: 10m, timeout: 5h}
+              use: {run: "true", needs: [landed]}
+        """,
+        "pools": """
+            tasks:
+              hold: {run: "sleep 120", pool: db}
+              other: {run: "true", pool: db}
+        """,
+    }, toml_extra="[pools]\ndb = 1\n")
+    try:
+        ok(root, "trigger", "sense", "--date", "2026-04-09", now="2026-04-10T08:00:00Z")
+        ok(root, "trigger", "pools", "--date", "2026-04-09", now="2026-04-10T08:00:00Z")
+        assert wait_for(lambda: q(root, "SELECT 1 FROM tries WHERE state = 'running'"), timeout=20)
+        m = model(root, "2026-04-10T08:02:00Z")
+        waiting = {w["task"]: w for w in m["waiting"]}
+        assert set(waiting) == {"landed", "use", "other"}
+        poked = q(root, "SELECT sensor_next FROM task_instances WHERE task = 'landed'")[0][0]
+        assert waiting["landed"]["due"] == poked and poked == pytest.approx(epoch("2026-04-10T08:10:00Z"), abs=5)
+        assert "never.txt" in waiting["landed"]["why"] and "08:10" in waiting["landed"]["why"]
+        assert "pool" in waiting["other"]["why"] and "db" in waiting["other"]["why"]
+        assert "hold" in waiting["other"]["why"]  # the holder is named
+        assert [r["task"] for r in m["running"]] == ["hold"]
+    finally:
+        for row in q(root, "SELECT pid FROM tries WHERE state IN ('starting', 'running') AND pid IS NOT NULL"):
+            kill_session(row[0])
