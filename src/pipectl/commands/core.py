@@ -184,9 +184,9 @@ def run(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, param:
     _trigger(ctx, pipeline, date_, param, wait)
 
 
-WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Live view, redrawn until Ctrl-C: running tries, "
-                                          "why tasks wait, SLA countdowns, last failures.")]
-IntervalOpt = Annotated[float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Redraw every SECONDS (--watch).")]
+WatchOpt = Annotated[bool, typer.Option("--watch", "-w", help="Live view, redrawn until Ctrl-C (one frame when "
+                                          "not on a terminal): running tries, why tasks wait, SLA countdowns, last failures.")]
+IntervalOpt = Annotated[float, typer.Option("--interval", min=0.1, metavar="SECONDS", help="Redraw the live view every SECONDS.")]
 OnceOpt = Annotated[bool, typer.Option("--once", help="Draw the live view once and exit (implies --watch).")]
 
 
