@@ -214,6 +214,38 @@ def test_prune_never_deletes_a_finished_run_with_a_live_try(root):
     assert live_tries(root) == 0
 
 
+# --------------------------------------------------------------------------- one process, two stores
+
+def _other_process_reads(path: str, sql: str):
+    import subprocess
+    import sys
+
+    code = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchone(); c.close(); print(r[0])"
+    return subprocess.run([sys.executable, "-c", code, path, sql], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_second_store_in_one_process_never_loses_the_first_ones_commits(tmp_path):
+    """A timer that runs a tick (or a command that ticks after its own transaction) opens a
+    second Store in a process that has one open. Checking the file's header then opened and
+    closed it, which drops every POSIX lock the process held on it: another process closing
+    its connection took itself for the last, checkpointed and deleted the write-ahead log
+    under the live connection, and that connection's later commits were lost to everyone."""
+    from pipectl.store import Store
+
+    path = str(tmp_path / "state.db")
+    a = Store(path)
+    try:
+        with a.tx():
+            a.set_meta("k", "1")
+        Store(path).close()
+        _other_process_reads(path, "SELECT count(*) FROM meta")  # opens and closes a connection
+        with a.tx():
+            a.set_meta("k", "2")
+        assert _other_process_reads(path, "SELECT value FROM meta WHERE key = 'k'") == "2"
+    finally:
+        a.close()
+
+
 # --------------------------------------------------------------------------- the table itself
 
 def _store(tmp_path):

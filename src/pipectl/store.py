@@ -202,7 +202,12 @@ class Store:
             # 0600 from the first byte: the file holds the environment of every run (SQLite
             # gives its -wal and -shm files the same mode)
             os.close(private_open(path, os.O_WRONLY))
-        else:
+        elif _held(path) == 0:
+            # Only while this process has no connection to it: closing any descriptor of the file
+            # drops every POSIX lock the process holds on it, its connections' included. Another
+            # process closing last would then checkpoint and delete the write-ahead log under a
+            # live connection, whose commits are lost (a timer that runs a tick opens a second
+            # Store, so do commands that tick after their own transaction).
             _check_header(path)
         try:
             target, uri = (_readonly_uri(path), True) if readonly else (path, False)
@@ -220,6 +225,9 @@ class Store:
             raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
         self._depth = 0
         self._ti_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see track_ti_changes
+        self._key = None if memory else os.path.realpath(path)
+        if self._key is not None:
+            _OPEN[self._key] = _OPEN.get(self._key, 0) + 1
 
     # -- schema ----------------------------------------------------------
     def _migrate(self, fresh: bool) -> None:
@@ -299,6 +307,9 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        key, self._key = getattr(self, "_key", None), None
+        if key is not None:
+            _OPEN[key] -= 1
 
     def _q(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, tuple(args)).fetchall()
@@ -878,6 +889,14 @@ def spec_copies(path: str) -> tuple[list[str], str | None]:
         conn.close()
 
 
+# realpath -> connections this process has open to it (see Store.__init__)
+_OPEN: dict[str, int] = {}
+
+
+def _held(path: str) -> int:
+    return _OPEN.get(os.path.realpath(path), 0)
+
+
 def _check_header(path: str) -> None:
     """Refuse a file that is not SQLite before sqlite3 gets a chance to touch it."""
     try:
@@ -896,9 +915,11 @@ def copy_state(src: str, dst: str) -> None:
     through a read-only connection (which would leave a -wal/-shm pair behind were there none)."""
     import shutil
 
-    _check_header(src)
+    held = _held(src)  # then never open and close the file itself: see Store.__init__
+    if not held:
+        _check_header(src)
     try:
-        if not os.path.exists(src + "-wal"):
+        if not held and not os.path.exists(src + "-wal"):
             shutil.copyfile(src, dst)
             check = sqlite3.connect(dst)
             try:
