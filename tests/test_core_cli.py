@@ -187,5 +187,5 @@ def test_explain_says_when_a_retry_comes_and_when_the_pipeline_is_paused(tmp_pat
     (flaky,) = d["tasks"]
     assert flaky["state"] == "up_for_retry"
     assert flaky["why"].startswith("retry 1 of 2 (try 2) at ") and ", in " in flaky["why"]
-    assert flaky["why"].endswith("after exit_code, exit 4") and flaky["ready"] is False
+    assert flaky["why"].endswith("; after exit 4") and flaky["ready"] is False
     assert d["notes"] == ["r is paused: no new scheduled runs (`pipectl unpause r`); runs already created keep going"]

@@ -124,7 +124,7 @@ def test_retry_time_in_words(tmp_path):
     assert wait_for(lambda: tis(root, "r")[("2026-04-01", "flaky")]["state"] == "up_for_retry", 10)
     w = why(root, "r", now="2026-04-02T14:01:00Z")["flaky"]
     assert w["rule"] == "retry_time"
-    assert re.fullmatch(r"retry 1 of 3 \(try 2\) at 14:10:0\d UTC, in (8m5\ds|9m|9m0\ds); after exit_code, exit 4", w["why"]), w
+    assert re.fullmatch(r"retry 1 of 3 \(try 2\) at 14:10:0\d UTC, in (8m5\ds|9m|9m0\ds); after exit 4", w["why"]), w
     w = why(root, "r", now="2026-04-02T14:30:00Z")["flaky"]
     assert w["ready"] is True and w["why"] == "ready: retry 1 (try 2) starts on the next step"
 

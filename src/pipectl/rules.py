@@ -193,7 +193,11 @@ class RetryTime:
         if RetryTime.due(ti["next_try_at"], now):
             return None
         retry = ti["try_number"] - ti["budget_base"]  # tries made in this budget = the retry about to come
-        after = f"{ti['reason'] or 'failed'}" + (f", exit {ti['exit_code']}" if ti["exit_code"] is not None else "")
+        code = ti["exit_code"]
+        if ti["reason"] in (None, "exit_code"):
+            after = f"exit {code}" if code is not None else "a failure"
+        else:
+            after = ti["reason"] + (f" (exit {code})" if code is not None else "")
         return (f"retry {retry} of {task.retry.retries} (try {ti['try_number'] + 1}) at "
                 f"{at_words(ti['next_try_at'], now, tz)}; after {after}")
 
