@@ -242,6 +242,7 @@ def secrets(root: Path) -> dict:
         ("show", "sec", "--date", "2026-01-02"), ("grid", "sec"), ("graph", "sec", "--date", "2026-01-01"),
         ("explain", "sec", "--date", "2026-01-02"), ("logs", "sec", "leak", "--date", "2026-01-01"),
         ("logs", "sec", "--hooks", "--date", "2026-01-01"), ("next", "sec"), ("assets",), ("validate",),
+        ("metrics",), ("doctor",), ("logs", "--tick"),
     ]
     errors = [
         ("trigger", "sec", "--param", token), ("show", "sec", "--date", token), ("logs", "sec", token, "--date",
@@ -252,7 +253,7 @@ def secrets(root: Path) -> dict:
     outputs = 0
     for args in reads:
         for extra in ((), ("--json",)):
-            if extra and args[0] == "logs":
+            if extra and args[0] in ("logs", "metrics"):
                 continue
             r = cli(root, *args, *extra, env=env)
             outputs += 1
