@@ -267,3 +267,14 @@ def test_metrics_and_assets_before_the_first_tick(tmp_path):
     assert "# TYPE pipectl_runs gauge" in r.stdout
     ok(root, "assets")
     assert not (root / ".pipectl" / "state.db").exists()  # reading never creates the state file
+
+
+def test_runs_task_strip_reads_in_dag_order(tmp_path):
+    root = make_project(tmp_path, {"p": """
+        tasks:
+          last: {run: "exit 1", needs: [first]}
+          first: {run: "true"}
+    """})
+    cli(root, "trigger", "p", "--date", "2026-04-01", "--wait")
+    out = ok(root, "runs", "p").stdout
+    assert "✔✘" in out  # first (success) before last (failed), although the file lists last first

@@ -418,7 +418,7 @@ def _history(c, name: str):
 @app.command()
 def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> None:
     """Run history of a pipeline, newest first."""
-    from ..views import run_object
+    from ..views import dag_order, run_object
 
     c = get_ctx(ctx)
     p = _history(c, pipeline)
@@ -458,7 +458,9 @@ def runs(ctx: typer.Context, pipeline: PipelineArg, limit: LimitOpt = 20) -> Non
         cells = [logical, r["run_type"], render.state_text(r["state"])]
         if not narrow:
             cells.append(render.local_time(r["start"], p.timezone, now, seconds=True) if r["start"] else render.dash())
-        t.add_row(*cells, dur, render.state_cells([v["state"] for v in r["tasks"].values()], con))
+        # the strip reads left to right in DAG order, like show and grid
+        order = dag_order(p, list(r["tasks"]))
+        t.add_row(*cells, dur, render.state_cells([r["tasks"][n]["state"] for n in order], con))
     con.print(t)
     con.print(f"times in {p.timezone}", style="dim")
 
