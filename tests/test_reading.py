@@ -39,7 +39,7 @@ def test_status_and_runs_work_while_runs_are_queued_and_running(tmp_path):
     root = make_project(tmp_path, {"slow": """
         max_active_runs: 1
         tasks:
-          nap: {run: "sleep 8"}
+          nap: {run: "sleep 120"}
     """})
     ok(root, "trigger", "slow", "--date", "2026-04-01")
     ok(root, "trigger", "slow", "--date", "2026-04-02")
@@ -52,6 +52,10 @@ def test_status_and_runs_work_while_runs_are_queued_and_running(tmp_path):
     out = cli(root, "runs", "slow").stdout
     assert "running" in out and "queued" in out
     assert "2026-04-02 00:00" in out  # the logical date with its time of day, not cut
+    from pipectl.executor import kill_session
+
+    for r in q(root, "SELECT pid FROM tries WHERE pid IS NOT NULL"):
+        kill_session(r["pid"])
 
 
 def test_status_says_how_long_ago_in_words(tmp_path):
