@@ -879,8 +879,13 @@ def spec_copies(path: str) -> tuple[list[str], str | None]:
     """The last valid spec (JSON) of every pipeline and the fingerprint of the spec files they came
     from, for masking what a command prints. Its own read-only SQLite connection, and no Python-level
     open of the file: the command printing may hold a Store with locks on the same file, and closing
-    any other descriptor of it would drop those (POSIX locks belong to the process)."""
-    conn = sqlite3.connect(_readonly_uri(path), uri=True, timeout=5)
+    any other descriptor of it would drop those (POSIX locks belong to the process). With no
+    write-ahead log beside the file (nobody has it open) it is read as immutable, which leaves no
+    -wal/-shm pair behind: a dry run or a reading command changes nothing on disk."""
+    uri = _readonly_uri(path)
+    if not os.path.exists(path + "-wal"):
+        uri += "&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         specs = [r[0] for r in conn.execute("SELECT spec FROM pipelines WHERE spec IS NOT NULL")]
         row = conn.execute("SELECT value FROM meta WHERE key = 'spec_fingerprint'").fetchone()
