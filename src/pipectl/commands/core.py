@@ -516,11 +516,14 @@ def _print_show(c, detail: dict, tz: str) -> None:
                             render.state_text(detail["state"])), soft_wrap=True)
     bits = [f"ds {detail['ds']}", f"logical {render.local_time(detail['logical_date'], tz, year=True)} {tz}",
             detail["run_type"]]
+    con.print("  " + " · ".join(bits), soft_wrap=True, markup=False, highlight=False)
+    bits = []
     if detail["start"]:
         bits.append(f"started {render.local_time(detail['start'], tz, now, seconds=True)} ({render.ago(detail['start'], now)})")
     if took:
         bits.append(f"took {took}")
-    con.print("  " + " · ".join(bits), soft_wrap=True, markup=False, highlight=False)
+    if bits:
+        con.print("  " + " · ".join(bits), soft_wrap=True, markup=False, highlight=False)
 
     day = render.local_time(detail["start"] or detail["logical_date"], tz, now).split(" ")[0]
 
@@ -540,6 +543,10 @@ def _print_show(c, detail: dict, tz: str) -> None:
                           format_duration(tr["duration"]) if tr["duration"] is not None else "",
                           "" if tr["exit_code"] is None else str(tr["exit_code"]), tr["reason"] or ""], tr["log"]))
     head = ["task / try", "state", "tries", "start", "took", "exit", "reason"]
+    if render.narrow(con):
+        # the try rows already count the tries: a narrow terminal keeps the rest on one line
+        head = ["task", *head[1:2], *head[3:]]
+        rows = [([cells[0], cells[1], *cells[3:]], log) for cells, log in rows]
     widths = [max(len(head[i]), *(len(r[0][i][0] if i == 0 else r[0][i]) for r in rows)) if rows else len(head[i])
               for i in range(len(head))]
     con.print(Text("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), style="bold"), soft_wrap=True)
@@ -549,7 +556,7 @@ def _print_show(c, detail: dict, tz: str) -> None:
         line.append(name.ljust(widths[0]), style=style)
         for i, cell in enumerate(cells[1:], 1):
             line.append("  ")
-            if i == 1:
+            if head[i] == "state":
                 line.append_text(render.state_text(cell, cell.ljust(widths[i])))
             else:
                 line.append(cell.ljust(widths[i]))
