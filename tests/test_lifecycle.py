@@ -253,3 +253,18 @@ def test_soak_kill_bounded(tmp_path):
     assert (r["lost"], r["doubles"], r["stuck"], r["orphans"], r["integrity"]) == ([], [], [], [], "ok"), \
         soak_kill.verdict(r)
     assert r["runs"] > 0 and r["starts"] > 0
+
+
+def test_a_live_wrapper_whose_claim_was_deleted_is_adopted_not_given_up(tmp_path):
+    status = tmp_path / "status" / "7.1"
+    w = _wrapper(status, "sh", "-c", "echo $$ > task.pid; while [ ! -e go ]; do sleep 0.02; done", cwd=tmp_path)
+    try:
+        assert wait_for(lambda: (tmp_path / "task.pid").exists(), 5)
+        os.unlink(executor.claim_path(str(status)))
+        assert executor.unrecorded_try(str(status)) == ("ran", w.pid)
+        assert executor.read_claim(str(status)) is None  # nothing written over it
+        (tmp_path / "go").touch()
+        assert w.wait(10) == 0
+        assert executor.read_status(str(status))[0] == 0
+    finally:
+        _forget(tmp_path, [w.pid])

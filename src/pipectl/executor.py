@@ -201,6 +201,11 @@ def unrecorded_try(status_path: str) -> tuple[str, int | None]:
     ("wait", None) while its wrapper is between starting and claiming."""
     pid = read_claim(status_path)
     if pid is None:
+        # a live wrapper whose claim is not there (not written yet, or deleted with the
+        # status directory) is adopted, never given up under it
+        live = find_wrapper(status_path)
+        if live is not None:
+            return "ran", live
         if abandon(status_path):
             return "never", None
         pid = read_claim(status_path)
