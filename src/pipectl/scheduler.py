@@ -803,9 +803,10 @@ class Engine:
             # a wrapper that finished while we were registered left its status for us
             began = self.clock.now()
             self.step(report)
-            from .timer import hand_off
+            if not self.stop_launching:  # interrupted: start nothing new; the next tick decides
+                from .timer import hand_off
 
-            hand_off(self, began)  # other runs' retries and pokes we were keeping
+                hand_off(self, began)  # other runs' retries and pokes we were keeping
         for proc in list(self.children.values()):
             proc.wait()  # type: ignore[attr-defined]  # hooks: their output is part of the run
         self.children.clear()

@@ -136,7 +136,9 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
     if next_due is None:
         next_due = NEVER
     if more:
-        next_due = now.timestamp()  # still behind: due at once
+        # still behind: due since the last interval created closed (at or before now), so any later
+        # tick takes it up, even one whose "now" is a hair earlier than this one's
+        next_due = new_cursor.timestamp() if new_cursor else 0.0
     with engine.store.tx():
         engine.store.set_cursor(pipeline.name, iso(new_cursor) if new_cursor else None, next_due)
     return created
@@ -266,7 +268,7 @@ def process_started() -> float:
 def budget_reserve(budget: float) -> float:
     """Seconds of a tick's budget kept for what follows the last deadline check: finishing the
     chunk of launches under way, closing the state file, the tick log, exiting."""
-    return min(3.0, max(0.3, budget * 0.15))
+    return min(5.0, max(0.3, budget * 0.2))
 
 
 def _retention(config: ProjectConfig, store: Store, now: float, report: StepReport) -> None:
