@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from enginekit import counts, q  # noqa: F401  (state reads shared by the engine tests)
+from enginekit import counts, q, wait_for  # noqa: F401  (state reads shared by the engine tests)
 from conftest import make_project, run_cli
 
 SPEC = """\
@@ -74,8 +74,9 @@ def test_retry_reruns_failed_and_upstream_failed_only(tmp_path):
     (root / f"fail_{DS}").unlink()
     r = ok(root, "retry", "etl", "--date", DS)
     assert "2 task instances back to pending (transform, load)" in r.stdout
-    assert run_state(root) in ("running", "success")  # they start at once, not at the next tick
-    assert tis(root)["transform"]["state"] in ("running", "success")
+    # they start within a second (the project's timer), not at the next tick
+    assert wait_for(lambda: tis(root)["transform"]["state"] in ("running", "success"), timeout=10)
+    assert run_state(root) in ("running", "success")
     r = ok(root, "retry", "etl", "--date", DS, "--wait")  # already retried: nothing more to reset
     assert "nothing to retry" in r.stdout and "no failed task instances" in r.stdout
     # paused: the tick schedules nothing new, but work in progress still runs to the end

@@ -160,7 +160,7 @@ def test_retry_starts_the_task_at_once_and_its_downstream_follows(tmp_path):
 QUEUED = """
     max_active_runs: 1
     tasks:
-      t: {run: 'sleep 1'}
+      t: {run: 'sleep 3'}
 """
 
 

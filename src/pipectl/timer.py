@@ -96,8 +96,8 @@ def hand_off(engine, since: float | None = None, *, step_now: bool = False, tick
 
 
 def act_now(engine, report=None) -> None:
-    """What an operator command does after it made work ready: one step now (the work starts at
-    once), and a hand-off for what is due later."""
+    """One step now (the work a command made ready starts at once), and a hand-off for what is
+    due later."""
     began = engine.clock.now()
     engine.step(report)
     hand_off(engine, began)
@@ -116,11 +116,21 @@ def start(config, offset: float) -> None:
 
 
 class Timer:
-    def __init__(self, config, store, engine, fd: int):
-        self.config, self.store, self.engine, self.fd = config, store, engine, fd
-        self.clock = engine.clock
+    def __init__(self, config, clock, fd: int):
+        self.config, self.clock, self.fd = config, clock, fd
         self.since = 0.0  # engine clock at the start of the last step
         self.stepped = 0.0  # real time of the same
+        self._open()
+
+    def _open(self) -> None:
+        from .scheduler import Engine
+        from .store import Store
+
+        self.store = Store(self.config.state_db, create=False)
+        self.engine = Engine(self.config, self.store, self.clock)
+
+    def close(self) -> None:
+        self.store.close()
 
     def run(self) -> None:
         while True:
@@ -138,7 +148,13 @@ class Timer:
         from .tick import tick
 
         config = dataclasses.replace(self.config, tick_budget=min(self.config.tick_budget, WANTED_TICK_BUDGET))
-        tick(config, self.clock)  # returns at once when a tick holds the lock; then we try again later
+        # the tick opens the state file itself: never two connections to it in one process (closing
+        # either one's file would drop the other's POSIX locks, and SQLite relies on them)
+        self.close()
+        try:
+            tick(config, self.clock)  # returns at once when a tick holds the lock; then we try again later
+        finally:
+            self._open()
 
     def _due(self) -> float | None:
         """The engine-clock time of the next step, None when nothing is due within HORIZON."""
@@ -184,19 +200,18 @@ class Timer:
 
 def main(argv: list[str]) -> int:
     from .config import load_config
-    from .scheduler import Clock, Engine
-    from .store import Store
+    from .scheduler import Clock
 
     config = load_config(argv[0])
     fd = _try_lock(lock_path(config))
     if fd is None:
         return 0  # one timer per project
     try:
-        store = Store(config.state_db, create=False)
+        timer = Timer(config, Clock(float(argv[1])), fd)
         try:
-            Timer(config, store, Engine(config, store, Clock(float(argv[1]))), fd).run()
+            timer.run()
         finally:
-            store.close()
+            timer.close()
     finally:
         os.close(fd)
     return 0

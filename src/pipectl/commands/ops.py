@@ -304,9 +304,9 @@ def retry(
                 print(f"nothing retried in {run['run_id']}: every task instance to reset changed meanwhile")
             exit_with(1)
         if not wait:
-            from ..timer import act_now
+            from ..timer import hand_off
 
-            act_now(engine)  # they start now, not at the next tick
+            hand_off(engine, step_now=True)  # the timer starts them within a second, not the next tick
             if c.json:
                 from ..render import print_json
 
@@ -314,7 +314,7 @@ def retry(
                             "skipped": [{"task": t, "state": st} for t, st in skipped]})
             else:
                 print(f"{run['run_id']}: {len(names)} task instance{'s' if len(names) != 1 else ''} back to pending "
-                      f"({', '.join(names)}), started now; add --wait to follow them")
+                      f"({', '.join(names)}), starting now; add --wait to follow them")
             return
         from ..scheduler import StepReport
 
@@ -369,9 +369,9 @@ def mark(
         engine = _engine(c, store)
         changed, skipped = bf.mark(engine, run, task, state)
         if changed:
-            from ..timer import act_now
+            from ..timer import hand_off
 
-            act_now(engine)  # what the mark made ready starts now, not at the next tick
+            hand_off(engine, step_now=True)  # what the mark made ready starts within a second
         final = store.run(run["id"])["state"]
     finally:
         store.close()
