@@ -120,8 +120,11 @@ class Soak:
         if "Traceback" in err or "internal error" in err:
             self.tracebacks += 1
             print(f"traceback from {' '.join(args)}:\n{err}", file=sys.stderr)
-        if args[:2] == ("--json", "prune") and proc.returncode == 0:
-            self.pruned.append(json.loads(out))
+        if args[:2] == ("--json", "prune"):
+            if proc.returncode == 0:
+                self.pruned.append(json.loads(out))
+            else:
+                print(f"prune exited {proc.returncode}: {err.strip()}", file=sys.stderr)
 
     def day(self) -> str:
         # most commands of a round aim at one date: that is where they race each other
@@ -237,6 +240,7 @@ def audit(root: Path, pruned_reports: list[dict], hung: int = 0) -> dict:
                 lost += 1  # the process's result is not the one recorded
             if not os.path.exists(r["log_path"]):
                 missing_logs += 1
+                print(f"missing log: {r['log_path']} ({r['state']})", file=sys.stderr)
         doubles = collisions
         unreported = missing_logs
         for key in set(starts) | set(recorded):
@@ -247,12 +251,16 @@ def audit(root: Path, pruned_reports: list[dict], hung: int = 0) -> dict:
             if procs > expected:
                 if recorded[key] == 0 and pruned[(key[1], key[2], key[3])] == 0:
                     unreported += procs  # its try row vanished and no prune said so
+                    print(f"no try row, no prune report: {key}", file=sys.stderr)
                 else:
                     doubles += procs - expected
             elif procs < expected and recorded[key]:
                 lost += expected - procs  # a try row no process belongs to
-        unreported += conn.execute("""SELECT count(*) FROM runs WHERE NOT EXISTS
-                                      (SELECT 1 FROM events WHERE events.run = runs.id)""").fetchone()[0]
+        bare = conn.execute("""SELECT run_id FROM runs WHERE NOT EXISTS
+                               (SELECT 1 FROM events WHERE events.run = runs.id)""").fetchall()
+        for r in bare:
+            print(f"run without events: {r[0]}", file=sys.stderr)
+        unreported += len(bare)
         stuck = hung + conn.execute("SELECT count(*) FROM runs WHERE state IN ('queued', 'running')").fetchone()[0]
         stuck += conn.execute("SELECT count(*) FROM tries WHERE state IN ('starting', 'running')").fetchone()[0]
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
