@@ -434,10 +434,6 @@ class Store:
     def last_run(self, pipeline: str) -> sqlite3.Row | None:
         return self._one("SELECT * FROM runs WHERE pipeline = ? ORDER BY logical_date DESC LIMIT 1", (pipeline,))
 
-    def delete_runs(self, run_pks: list[int]) -> None:
-        for pk in run_pks:
-            self._x("DELETE FROM runs WHERE id = ?", (pk,))
-
     # -- task instances --------------------------------------------------
     def insert_task_instances(self, run_pk: int, rows: Iterable[tuple[str, str, int | None, str | None, str]]) -> None:
         """rows: (task, base, map_index, item, state)."""
@@ -460,10 +456,6 @@ class Store:
 
     def set_sensor_times(self, ti_pk: int, started: float | None, next_check: float | None) -> None:
         self._x("UPDATE task_instances SET sensor_started = ?, sensor_next = ? WHERE id = ?", (started, next_check, ti_pk))
-
-    def delete_task_instances(self, ti_pks: list[int]) -> None:
-        for pk in ti_pks:
-            self._x("DELETE FROM task_instances WHERE id = ?", (pk,))
 
     def running_counts(self) -> int:
         return self._one("SELECT count(*) FROM tries WHERE state IN ('starting', 'running')")[0]
