@@ -385,3 +385,11 @@ def test_fuzzed_command_lines_get_one_clear_line():
     line, ok, problems = _bench("fuzz_cli").run(invocations=60, seed=14, workers=2, timeout=60.0)
     assert ok, "\n".join([line, *problems[:20]])
     assert line.startswith("fuzz_cli: OK: 60 invocations")
+
+
+def test_tick_wait_whose_run_failed_says_so_in_one_line(tmp_path):
+    root = make_project(tmp_path, {"p": "schedule: '@daily'\ntasks:\n  a:\n    run: 'false'\n"})
+    p = cli(root, "tick", "--wait", now="2026-04-02T00:00:30")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert one_error_line(p) == "pipectl: error: 1 run failed: p 2026-04-01"
+    assert "finished runs: p 2026-04-01 failed" in p.stdout

@@ -69,8 +69,11 @@ def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="
             print(line)
         if not lines:
             print("nothing due")
-    if wait and any(r.endswith(" failed") for r in result.report.finished_runs):
-        exit_with(1)
+    failed = [r[: -len(" failed")] for r in result.report.finished_runs if r.endswith(" failed")] if wait else []
+    if failed:
+        # the report above says what happened; this line is what cron mail and scripts see
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise PipectlError(f"{len(failed)} run{'s' if len(failed) != 1 else ''} failed: {', '.join(failed[:3])}{more}")
 
 
 def print_preview(c, pv, what: str) -> None:
