@@ -731,7 +731,12 @@ class Engine:
             self.asset_dirty = False
             trigger_from_rows(self, report)
         finished_before = len(report.finished_runs)
+        # each phase reads every active run first (thousands in a catch-up): past a deadline, skip them
+        if self.out_of_time():
+            return report
         self.promote()
+        if self.out_of_time():
+            return report
         candidates = self.advance(None, report)
         # -- issue 5: sensors are poked and foreach commands expanded here, never launched
         from .fanout import prelaunch
@@ -740,10 +745,11 @@ class Engine:
         self.dispatch(prelaunch(self, candidates, report), report)
         # -- issue 3: a run that just finished freed a max_active_runs slot; fill it now
         # (from a wrapper's reaper too), not a cron tick later
-        if len(report.finished_runs) > finished_before:
+        if len(report.finished_runs) > finished_before and not self.out_of_time():
             self.promote()
             self.dispatch(prelaunch(self, self.advance(None, report), report), report)
-        check_slas(self, report)
+        if not self.out_of_time():
+            check_slas(self, report)
         return report
 
     def collect_children(self) -> int:
