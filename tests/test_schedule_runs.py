@@ -144,11 +144,14 @@ def test_max_active_runs_one_runs_in_order_under_tick_wait(tmp_path):
 def test_max_active_runs_one_queued_runs_follow_without_a_tick(tmp_path):
     """A finished run frees its slot at once: the next queued run starts from the
     wrapper's reaper, not a minute later on the next cron tick."""
-    root = make_project(tmp_path, {"d": SERIAL})
+    # Each try waits for a gate file, so what the tick leaves behind does not depend on
+    # how fast a loaded machine runs the first task.
+    gated = SERIAL.replace('run: "echo start', 'run: "while [ ! -e gate ]; do sleep 0.02; done; echo start')
+    root = make_project(tmp_path, {"d": gated})
     ok(root, "tick", now="2026-04-05T03:00:00Z")
-    states = [x["state"] for x in runs(root, "d")]
-    assert states.count("queued") >= 2 and "failed" not in states
-    assert sum(s == "running" for s in states) <= 1
+    assert sorted((x["ds"], x["state"]) for x in runs(root, "d")) == [
+        ("2026-04-01", "running"), ("2026-04-02", "queued"), ("2026-04-03", "queued"), ("2026-04-04", "queued")]
+    (root / "gate").touch()
     done = wait_for(lambda: [r["state"] for r in q(root, "SELECT state FROM runs")] == ["success"] * 4, timeout=8)
     assert done, [x["state"] for x in runs(root, "d")]
     assert (root / "order.txt").read_text().split() == SERIAL_ORDER
