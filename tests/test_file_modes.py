@@ -45,8 +45,12 @@ def _pipectl(root: Path, *args: str, umask: int = 0o022, check_rc=(0, 1)) -> sub
 def modes(state_dir: Path) -> list[str]:
     """``find STATE_DIR -printf '%m %p\n'`` with each entry's type after its mode (``700 d .pipectl``),
     paths relative to the state dir's parent."""
-    out = subprocess.run(["find", str(state_dir), "-printf", "%m %y %p\n"], capture_output=True, text=True,
-                         check=True).stdout
+    r = subprocess.run(["find", str(state_dir), "-printf", "%m %y %p\n"], capture_output=True, text=True)
+    # live processes create and remove status and claim files meanwhile: one that vanishes
+    # between find's readdir and its stat is no finding
+    vanished = all("No such file or directory" in line for line in r.stderr.splitlines())
+    assert r.returncode == 0 or vanished, r.stderr
+    out = r.stdout
     return sorted(line.replace(str(state_dir.parent) + "/", "") for line in out.splitlines())
 
 

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from . import _fs
+
 HORIZON = 60.0  # seconds ahead a timer looks; nothing due that soon: it exits (cron's next tick is nearer)
 POLL = 0.5  # seconds between looks at the state file for work handed to a sleeping timer
 WANTED_TICK_BUDGET = 5.0
@@ -45,7 +47,7 @@ def lock_path(config) -> str:
 def _try_lock(path: str) -> int | None:
     """An fd holding the timer lock, or None when a live timer holds it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _fs.private_open(path, os.O_RDWR)
     except OSError:
         return None
     try:
