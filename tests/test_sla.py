@@ -61,3 +61,49 @@ tasks:
     assert [r["task"] for r in q(root, "SELECT * FROM sla_misses")] == [""]
     assert wait_for(lambda: (root / "misses.txt").exists())
     assert (root / "misses.txt").read_text() == "miss 2026-04-09\n"
+
+
+def test_queued_runs_sla_read_once_per_distinct_snapshot(tmp_path, monkeypatch):
+    """A catch-up queues thousands of runs with one snapshot, and every step (each reaper's too)
+    looks at every active run: their SLAs come from one parse per distinct snapshot, and runs
+    that wait behind max_active_runs still miss their SLA (only the runs that have one)."""
+    from datetime import datetime, timedelta, timezone
+
+    from pipectl.config import load_config
+    from pipectl.model import Pipeline
+    from pipectl.scheduler import Clock, Engine
+    from pipectl.sla import check
+    from pipectl.spec import load_pipelines
+    from pipectl.tick import open_store
+
+    body = "schedule: \"0 * * * *\"\nstart_date: 2026-04-01\ntasks:\n  t: {run: \"true\"}\n"
+    root = make_project(tmp_path, {"with_sla": "sla: 30m\n" + body, "without": body})
+    config = load_config(root)
+    store = open_store(config)
+    try:
+        specs = load_pipelines(config).pipelines
+        base = datetime(2026, 4, 1, tzinfo=timezone.utc)
+        creator = Engine(config, store, Clock.at(base + timedelta(days=1)))
+        for name in ("with_sla", "without"):
+            for h in range(12):
+                lo = base + timedelta(hours=h)
+                assert creator.create_run(specs[name], lo, run_type="scheduled", interval=(lo, lo + timedelta(hours=1)))
+        parses = []
+        real = Pipeline.from_dict
+        monkeypatch.setattr(Pipeline, "from_dict", classmethod(lambda cls, d: parses.append(1) or real(d)))
+        # 05:45: the runs whose interval ended at 05:00 or before (hours 0..4) are past 30m
+        engine = Engine(config, store, Clock.at(base + timedelta(hours=5, minutes=45)))
+        assert check(engine) == 5
+        assert len(parses) == 2 + 5  # the two snapshots, and each run that missed (for its on_sla_miss)
+        assert check(engine) == 0  # recorded once; a later step of the same process parses nothing again
+        assert len(parses) == 2 + 5
+        later = Engine(config, store, Clock.at(base + timedelta(hours=12, minutes=31)))
+        assert check(later) == 7
+        assert len(parses) == 2 + 5 + 2 + 7
+    finally:
+        store.close()
+    got = q(root, "SELECT r.pipeline, r.logical_date, m.task FROM sla_misses m JOIN runs r ON r.id = m.run "
+                  "ORDER BY r.logical_date")
+    assert [(g["pipeline"], g["task"]) for g in got] == [("with_sla", "")] * 12
+    assert [g["logical_date"][11:16] for g in got] == [f"{h:02d}:00" for h in range(12)]
+    assert {r["state"] for r in q(root, "SELECT state FROM runs")} == {"queued"}

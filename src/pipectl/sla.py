@@ -28,21 +28,21 @@ def check(engine, report=None) -> int:
     store = engine.store
     now = engine.clock.now()
     found = 0
+    # a run's spec snapshot never changes: its SLAs are read once per run, not per engine step
+    cache = engine.__dict__.setdefault("_sla_tasks", {})  # run id -> (run sla, {task: sla})
     for run in store.active_runs():
         if engine.out_of_time():  # a tick's deadline: the next step looks again
             break
-        pipeline = engine.spec_of(run)
-        # a run's spec snapshot never changes: one pass over its tasks per run, not per engine step
-        cache = engine.__dict__.setdefault("_sla_tasks", {})
-        task_slas = cache.get(run["id"])
-        if task_slas is None:
-            task_slas = cache[run["id"]] = {n: t.sla for n, t in pipeline.tasks.items() if t.sla}
-        if not pipeline.sla and not task_slas:
+        slas = cache.get(run["id"])
+        if slas is None:
+            slas = cache[run["id"]] = _slas(engine, run)
+        run_sla, task_slas = slas
+        if not run_sla and not task_slas:
             continue
         start = anchor(run)
         due: list[tuple[str, float, object]] = []
-        if pipeline.sla and now > start + pipeline.sla:
-            due.append(("", start + pipeline.sla, None))
+        if run_sla and now > start + run_sla:
+            due.append(("", start + run_sla, None))
         if task_slas:
             for ti in store.task_instances(run["id"]):
                 sla = task_slas.get(ti["base"])
@@ -57,8 +57,29 @@ def check(engine, report=None) -> int:
                                 message=f"{what} not finished by {datetime.fromtimestamp(deadline, UTC).isoformat()}")
             found += 1
             engine.log(f"SLA missed: {run['pipeline']} {run['ds']} {task or 'run'}")
-            _hook(engine, run, pipeline, ti, task)
+            _hook(engine, run, engine.spec_of(run), ti, task)
     return found
+
+
+def _slas(engine, run) -> tuple:
+    """(run sla, {task: sla}) of a run's snapshot. A catch-up queues thousands of runs with one
+    and the same snapshot, and every step (each reaper's too) looks at all of them: the snapshot
+    text is parsed once per distinct text, not once per run."""
+    from .model import Pipeline
+    from .store import loads
+
+    if run["id"] in engine._specs:
+        p = engine._specs[run["id"]]
+        return p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla}
+    text = run["spec"] if "spec" in run.keys() else engine.store.run_spec(run["id"])
+    if text is None:  # pruned since the list was read
+        return None, {}
+    by_text = engine.__dict__.setdefault("_sla_by_spec", {})
+    slas = by_text.get(text)
+    if slas is None:
+        p = Pipeline.from_dict(loads(text))
+        slas = by_text[text] = (p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla})
+    return slas
 
 
 def _hook(engine, run, pipeline, ti, task: str) -> None:
