@@ -158,21 +158,31 @@ def claim_path(status_path: str) -> str:
     return status_path + ".pid"
 
 
+def _read_small(path: str) -> tuple[bytes | None, float]:
+    """The first bytes of a regular file at ``path`` and its mtime, or (None, 0) for
+    anything else. Opened non-blocking and without following links: a FIFO or a link
+    planted at a status path must neither hang a reader nor redirect it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None, 0.0
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None, 0.0
+        return os.read(fd, 64), st.st_mtime
+    except OSError:
+        return None, 0.0
+    finally:
+        os.close(fd)
+
+
 def read_claim(status_path: str) -> int | None:
     """The pid of the wrapper that claimed this try, ABANDONED, or None (no claim, or one
     being written)."""
-    try:
-        fd = os.open(claim_path(status_path), os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
+    text = _read_small(claim_path(status_path))[0]
+    if text is None:
         return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        text = os.read(fd, 64)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
     if text == b"-\n":
         return ABANDONED
     try:
@@ -256,23 +266,11 @@ def read_status(status_path: str) -> tuple[int, float] | None:
 
     Never blocks: whatever else sits at the path (a FIFO would block an ordinary open
     until someone writes to it) is no status; the wrapper replaces it when it writes."""
-    try:
-        fd = os.open(status_path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        text = os.read(fd, 64)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if not text.endswith(b"\n"):
+    text, mtime = _read_small(status_path)
+    if text is None or not text.endswith(b"\n"):
         return None  # not written yet, or the wrapper died mid-write
     try:
-        return int(text), st.st_mtime
+        return int(text), mtime
     except ValueError:
         return None
 

@@ -237,16 +237,9 @@ def _label(ds: str, logical_date: str, tz: str | None) -> str:
 
 def span(seconds: float | None) -> str:
     """A compact span: ``45s``, ``2m05s``, ``1h02m``, ``3d04h``."""
-    if seconds is None:
-        return "-"
-    s = int(abs(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    from . import render
+
+    return render.human_age(seconds, precise=True)
 
 
 def _clock_time(ts: float, now: float, tz: str) -> str:

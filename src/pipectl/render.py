@@ -221,19 +221,22 @@ def local_time(value: Any, tz: str | None = None, now: datetime | None = None, s
     return f"{day} {clock}"
 
 
-def human_age(seconds: float | None) -> str:
-    """A duration as people say it: ``45s``, ``3m``, ``5h12m``, ``240d``."""
+def human_age(seconds: float | None, precise: bool = False) -> str:
+    """A duration as people say it: ``45s``, ``3m``, ``5h12m``, ``240d``; ``precise`` keeps the
+    next unit down (``2m05s``, ``3d04h``) for countdowns that tick while one watches."""
     if seconds is None:
         return "-"
     s = int(abs(seconds))
     if s < 60:
         return f"{s}s"
     if s < 3600:
-        return f"{s // 60}m"
+        return f"{s // 60}m{s % 60:02d}s" if precise else f"{s // 60}m"
     if s < 86400:
         h, m = divmod(s // 60, 60)
-        return f"{h}h{m:02d}m" if m else f"{h}h"
+        return f"{h}h{m:02d}m" if m or precise else f"{h}h"
     d, h = divmod(s // 3600, 24)
+    if precise:
+        return f"{d}d{h:02d}h"
     if d >= 10:  # at this scale hours are noise: the nearest day
         return f"{round(s / 86400)}d"
     return f"{d}d{h}h" if h else f"{d}d"

@@ -301,6 +301,12 @@ class _Scanner:
         self.forms[k] = "comment"
         self.problems.append((self.offsets[k], message))
 
+    def escaped(self, i: int) -> None:
+        """A backslash at ``s[i]``: a template right after it would lose its quoting."""
+        if i + 1 < self.n and self.s[i + 1] in self.marks:
+            self.problem(self.marks[self.s[i + 1]], "a template right after a backslash cannot be substituted "
+                                                    "safely; remove the backslash")
+
     def mark(self, k: int, form: str, words_override: list[list[str]] | None = None) -> None:
         for words in (words_override if words_override is not None else self.levels):
             code = _code_word_next(words)
@@ -353,9 +359,7 @@ class _Scanner:
                 cur.append(c)
                 i += 1
             elif c == "\\":
-                if i + 1 < n and s[i + 1] in self.marks:
-                    self.problem(self.marks[s[i + 1]], "a template right after a backslash cannot be substituted "
-                                                       "safely; remove the backslash")
+                self.escaped(i)
                 cur.append(s[i:i + 2])
                 i += 2
             elif c == "'":
@@ -461,9 +465,7 @@ class _Scanner:
                 self.mark(self.marks[c], "dquote")
                 i += 1
             elif c == "\\":
-                if i + 1 < n and s[i + 1] in self.marks:
-                    self.problem(self.marks[s[i + 1]], "a template right after a backslash cannot be substituted "
-                                                       "safely; remove the backslash")
+                self.escaped(i)
                 i += 2
             elif c == '"':
                 return i + 1
@@ -510,9 +512,7 @@ class _Scanner:
                 self.mark(self.marks[c], "dquote" if quoted else "word")
                 i += 1
             elif c == "\\":
-                if i + 1 < n and s[i + 1] in self.marks:
-                    self.problem(self.marks[s[i + 1]], "a template right after a backslash cannot be substituted "
-                                                       "safely; remove the backslash")
+                self.escaped(i)
                 i += 2
             elif c == "}":
                 return i + 1
@@ -566,9 +566,7 @@ class _Scanner:
                             self.mark(k, "heredoc")
                         i += 1
                     elif c == "\\":
-                        if i + 1 < n and s[i + 1] in self.marks:
-                            self.problem(self.marks[s[i + 1]], "a template right after a backslash cannot be "
-                                                               "substituted safely; remove the backslash")
+                        self.escaped(i)
                         i += 2
                     elif c in "$`":
                         i = self.dollar(i, quoted=True)
