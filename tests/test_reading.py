@@ -282,3 +282,23 @@ def test_runs_task_strip_reads_in_dag_order(tmp_path):
     cli(root, "trigger", "p", "--date", "2026-04-01", "--wait")
     out = ok(root, "runs", "p").stdout
     assert "✔✘" in out  # first (success) before last (failed), although the file lists last first
+
+
+def test_show_fits_60_columns_wrapping_reasons_and_events_under_their_column(tmp_path):
+    root = make_project(tmp_path, {"p": """
+        tasks:
+          load_dimensions: {run: "exit 3"}
+          report: {run: "true", needs: [load_dimensions]}
+    """})
+    r = cli(root, "trigger", "p", "--date", "2026-04-01", "--wait")
+    assert r.returncode == 1
+    out = ok(root, "show", "p", env={"COLUMNS": "60"}).stdout
+    lines = out.splitlines()
+    # only a log path may run past the edge: it prints whole so that it can be copied
+    assert [ln for ln in lines if len(ln) > 60 and not ln.lstrip().startswith("log ")] == [], out
+    ev = out.split("events:\n", 1)[1].splitlines()
+    created = next(i for i, ln in enumerate(ev) if "run_created" in ln)
+    # the message continues indented below its event, never at the left edge
+    assert ev[created + 1].startswith("      ") and "manual run for 2026-04-01" in " ".join(ev[created:created + 3]), ev
+    report = next(i for i, ln in enumerate(lines) if ln.startswith("report"))
+    assert re.match(r"report\s+upstream_failed\s*$", lines[report]) and lines[report + 1].strip() == "trigger_rule", out

@@ -548,23 +548,28 @@ def _print_show(c, detail: dict, tz: str) -> None:
     head = ["task / try", "state", "tries", "start", "took", "exit", "reason"]
     if render.narrow(con):
         # the try rows already count the tries: a narrow terminal keeps the rest on one line
-        head = ["task", *head[1:2], *head[3:]]
-        rows = [([cells[0], cells[1], *cells[3:]], log) for cells, log in rows]
+        # and the reason goes under its row, like the log path, rather than past the edge
+        head = ["task", *head[1:2], *head[3:-1], ""]
+        rows = [([cells[0], cells[1], *cells[3:-1], ""], log, cells[-1]) for cells, log in rows]
+    else:
+        rows = [(cells, log, "") for cells, log in rows]
     widths = [max(len(head[i]), *(len(r[0][i][0] if i == 0 else r[0][i]) for r in rows)) if rows else len(head[i])
               for i in range(len(head))]
     con.print(Text("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(), style="bold"), soft_wrap=True)
-    for cells, log in rows:
+    for cells, log, note in rows:
         line = Text()
         name, style = cells[0]
         line.append(name.ljust(widths[0]), style=style)
-        for i, cell in enumerate(cells[1:], 1):
+        for i, cell in enumerate(cells[1:-1], 1):
             line.append("  ")
             if head[i] == "state":
                 line.append_text(render.state_text(cell, cell.ljust(widths[i])))
             else:
                 line.append(cell.ljust(widths[i]))
-        line.rstrip()
-        con.print(line, soft_wrap=True)
+        line.append("  ")
+        _hanging(con, line, cells[-1])
+        if note:
+            _hanging(con, Text(" " * 4), note)
         if log:
             con.print(Text.assemble(" " * 4, ("log ", "dim"), render.short_path(log, base)), soft_wrap=True)
     for m in detail["sla_misses"]:
@@ -574,8 +579,31 @@ def _print_show(c, detail: dict, tz: str) -> None:
         kw = max(len(e["kind"]) for e in detail["events"])
         tw = max(len(e["task"] or "-") for e in detail["events"])
         for e in detail["events"]:
-            con.print(f"  {clock(e['ts'])}  {e['kind']:<{kw}}  {(e['task'] or '-'):<{tw}}  {e['message'] or ''}".rstrip(),
-                      soft_wrap=True, markup=False, highlight=False)
+            _hanging(con, Text(f"  {clock(e['ts'])}  {e['kind']:<{kw}}  {(e['task'] or '-'):<{tw}}  "), e["message"] or "")
+
+
+def _hanging(con, head, tail: str) -> None:
+    """``head`` then ``tail``; a tail too long for the terminal wraps at word boundaries under
+    its own column, so the columns to its left stay readable at 60 columns."""
+    import textwrap
+
+    from rich.text import Text
+
+    room = con.width - len(head.plain)
+    if len(head.plain) + len(tail) <= con.width:
+        line = Text.assemble(head, tail)
+        line.rstrip()
+        con.print(line, soft_wrap=True)
+        return
+    if room < 20:  # the columns leave too little room: the tail goes below, indented
+        head = head.copy()
+        head.rstrip()
+        con.print(head, soft_wrap=True)
+        head, room = Text(" " * 6), con.width - 6
+    lines = textwrap.wrap(tail, room, break_long_words=True, break_on_hyphens=False) or [""]
+    con.print(Text.assemble(head, lines[0]), soft_wrap=True)
+    for more in lines[1:]:
+        con.print(" " * len(head.plain) + more, soft_wrap=True, markup=False, highlight=False)
 
 
 def _sla_words(m, tz: str, now) -> str:
