@@ -217,10 +217,11 @@ def audit(root: Path, pruned_reports: list[dict], hung: int = 0) -> dict:
     for out in pruned_reports:
         if "tries" not in out:
             vague.update(out.get("runs", ()))
-        for run_id, ts in out.get("tries", {}).items():
-            pruned_runs.add(run_id)
-            for task, n in ts:
-                pruned[(run_id, task, n)] += 1
+        for pipeline, runs in out.get("tries", {}).items():  # pipeline -> run id -> [[task, try], ...]
+            for run_id, ts in runs.items():
+                pruned_runs.add((pipeline, run_id))
+                for task, n in ts:
+                    pruned[(pipeline, run_id, task, n)] += 1
     conn = sqlite3.connect(str(root / ".pipectl" / "state.db"), timeout=30)
     conn.row_factory = sqlite3.Row
     try:
@@ -245,11 +246,11 @@ def audit(root: Path, pruned_reports: list[dict], hung: int = 0) -> dict:
         unreported = missing_logs
         for key in set(starts) | set(recorded):
             procs = len(starts.get(key, ()))
-            expected = recorded[key] + pruned[(key[1], key[2], key[3])]
+            expected = recorded[key] + pruned[key]
             if key[1] in vague:
                 expected = max(expected, procs)
             if procs > expected:
-                if recorded[key] == 0 and pruned[(key[1], key[2], key[3])] == 0:
+                if recorded[key] == 0 and pruned[key] == 0:
                     unreported += procs  # its try row vanished and no prune said so
                     print(f"no try row, no prune report: {key}", file=sys.stderr)
                 else:

@@ -184,7 +184,8 @@ def test_prune_deletes_exactly_the_runs_it_reports_with_their_events_and_logs(ro
     assert ids[0] == f"backfill__{DS}T02:00:00+00:00" and ids[1].startswith("manual__2026-03-0")
     res = _prune_racing(root, lambda: None)
     assert sorted(res.runs) == ids and res.log_dirs == 3
-    assert res.tries == {ids[0]: [("work", 1), ("work", 2)], ids[1]: [("work", 1)], ids[2]: [("work", 1)]}
+    assert res.tries == {("etl", ids[0]): [("work", 1), ("work", 2)], ("etl", ids[1]): [("work", 1)],
+                         ("etl", ids[2]): [("work", 1)]}
     assert q(root, "SELECT count(*) FROM runs")[0][0] == 0
     assert q(root, "SELECT count(*) FROM events WHERE run IS NOT NULL")[0][0] == 0
     assert list(logs.iterdir()) == []

@@ -149,3 +149,22 @@ def test_tick_command_writes_the_tick_log(tmp_path):
     lines = r.stdout.splitlines()
     # stamped with the real time the tick ran (the CLI passes time.time())
     assert [l.split(" ", 1)[1] for l in lines][:1] == ["created: daily 2026-01-01T00:00:00+00:00"], r.stdout
+
+
+def test_prune_reports_the_tries_of_runs_of_two_pipelines_with_one_run_id(tmp_path):
+    # a manual run's id is its type and logical date only: two pipelines' runs for the same
+    # moment share it, and prune's report must still name each run's own tries
+    flaky = "schedule: null\nstart_date: 2026-01-01\ntasks:\n  a:\n    run: \"false\"\n    retries: 1\n    retry_delay: 0\n"
+    fine = "schedule: null\nstart_date: 2026-01-01\ntasks:\n  a:\n    run: \"true\"\n  b:\n    run: \"true\"\n"
+    proj = make_project(tmp_path / "proj", {"flaky": flaky, "fine": fine})
+    for p in ("flaky", "fine"):
+        r = run_cli("--project", proj, "--now", "2026-01-05T00:00:00Z", "run", p, "--date", "2026-01-02T05:00:00", "--wait")
+        assert r.returncode in (0, 1), r.stderr
+    rid = "manual__2026-01-02T05:00:00+00:00"
+    r = run_cli("--project", proj, "--now", "2026-03-10T00:00:00Z", "--json", "prune", "--older-than", "30d")
+    assert r.returncode == 0, r.stderr
+    import json
+    got = json.loads(r.stdout)
+    assert sorted(got["runs"]) == [rid, rid] and got["log_dirs"] == 2
+    assert got["tries"] == {"flaky": {rid: [["a", 1], ["a", 2]]}, "fine": {rid: [["a", 1], ["b", 1]]}}
+    assert _counts(proj)[0] == {"runs": 0, "task_instances": 0, "tries": 0, "run_events": 0}

@@ -163,7 +163,10 @@ class StateModel(RuleBasedStateMachine):
         from pipectl.retention import prune
 
         res = prune(self.config, self.store, older_than, time.time() + 0.001)
-        self.pruned.append({"runs": res.runs, "tries": {r: [list(t) for t in ts] for r, ts in res.tries.items()}})
+        tries: dict = {}
+        for (pipeline, run_id), ts in res.tries.items():
+            tries.setdefault(pipeline, {})[run_id] = [list(t) for t in ts]
+        self.pruned.append({"runs": res.runs, "tries": tries})
         # what it reports is gone (only this process creates runs again: background ticks schedule
         # past their cursor, never a pruned date), and so are its log directories
         for run_id in res.runs:

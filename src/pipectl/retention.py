@@ -22,7 +22,9 @@ PRUNE_EVERY = 3600.0
 class PruneResult:
     runs: list[str] = field(default_factory=list)  # run ids
     log_dirs: int = 0
-    tries: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # run id -> (task, try) deleted
+    # (pipeline, run id) -> (task, try) deleted; a run id alone is no key: it is the run's type and
+    # logical date, shared by two pipelines' runs for one moment
+    tries: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
 
 
 def run_log_dir(config, run) -> str:
@@ -43,7 +45,7 @@ def prune(config, store, older_than: float, now: float, dry_run: bool = False) -
         with store.tx():
             gone = store.prune_runs_older_than(cutoff, dry_run=dry_run)
             rows = [r for r, _ in gone]
-            result.tries = {r["run_id"]: tries for r, tries in gone}
+            result.tries = {(r["pipeline"], r["run_id"]): tries for r, tries in gone}
             if not dry_run:
                 # set the log directories aside under the same write lock: a run created for the
                 # same date right after this commit (a backfill) logs into a fresh directory that

@@ -156,12 +156,19 @@ def prune(
         from ..render import print_json
 
         print_json({"dry_run": dry_run, "runs": result_runs, "log_dirs": dirs,
-                    "tries": {} if dry_run else {r: [list(t) for t in ts] for r, ts in tries.items()}})
+                    "tries": {} if dry_run else _by_pipeline(tries)})
         return
     verb = "would delete" if dry_run else "deleted"
     for r in result_runs:
         print(f"{verb} {r}")
     print(f"{verb} {len(result_runs)} run(s)" + ("" if dry_run else f", {dirs} log dir(s)"))
+
+
+def _by_pipeline(tries: dict) -> dict:
+    out: dict = {}
+    for (pipeline, run_id), ts in tries.items():
+        out.setdefault(pipeline, {})[run_id] = [list(t) for t in ts]
+    return out
 
 
 @app.command()
