@@ -205,7 +205,7 @@ class Engine:
         self.clock = clock
         self.log = log or (lambda line: None)
         self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
-        self._specs: dict[int, Pipeline] = {}
+        self._specs: dict[tuple, Pipeline] = {}
         self._edge_cache: dict[int, tuple[dict, dict]] = {}
         self._views: dict[int, _RunView] = {}  # running runs' task-instance states, see _views_for
         self._dv: int | None = None  # the state file's data_version when the views were last valid
@@ -240,11 +240,21 @@ class Engine:
             e = self._edge_cache[run["id"]] = (needs, down)
         return e
 
+    def _spec_key(self, run) -> tuple:
+        # keyed by creation time too: prune frees row ids, and SQLite hands the newest
+        # deleted one to the next run, which must not inherit the deleted run's spec
+        return run["id"], run["created"] if "created" in run.keys() else self.store.run_created(run["id"])
+
+    def cached_spec(self, run) -> Pipeline | None:
+        """The run's parsed spec if this engine has parsed it already, else None."""
+        return self._specs.get(self._spec_key(run))
+
     def spec_of(self, run) -> Pipeline:
-        p = self._specs.get(run["id"])
+        key = self._spec_key(run)
+        p = self._specs.get(key)
         if p is None:
             spec = run["spec"] if "spec" in run.keys() else self.store.run_spec(run["id"])
-            p = self._specs[run["id"]] = Pipeline.from_dict(loads(spec))
+            p = self._specs[key] = Pipeline.from_dict(loads(spec))
         return p
 
     def create_run(self, pipeline: Pipeline, logical_date: datetime, *, run_type: str,

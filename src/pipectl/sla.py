@@ -68,8 +68,8 @@ def _slas(engine, run) -> tuple:
     from .model import Pipeline
     from .store import loads
 
-    if run["id"] in engine._specs:
-        p = engine._specs[run["id"]]
+    p = engine.cached_spec(run)
+    if p is not None:
         return p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla}
     text = run["spec"] if "spec" in run.keys() else engine.store.run_spec(run["id"])
     if text is None:  # pruned since the list was read

@@ -411,6 +411,10 @@ class Store:
         return self._q(f"SELECT {_RUN_COLS} FROM runs WHERE state IN ('queued', 'running') "
                        "ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")
 
+    def run_created(self, run_pk: int) -> float | None:
+        row = self._one("SELECT created FROM runs WHERE id = ?", (run_pk,))
+        return row[0] if row else None
+
     def run_spec(self, run_pk: int) -> str | None:
         row = self._one("SELECT spec FROM runs WHERE id = ?", (run_pk,))
         return row[0] if row else None
