@@ -94,12 +94,9 @@ def _cmdline(pid: int) -> list[bytes]:
 
 
 def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:].split()[0] != b"Z"
+    from pipectl.executor import process_start
+
+    return process_start(pid) is not None  # None: gone, or a zombie that has finished
 
 
 def _pids() -> list[int]:

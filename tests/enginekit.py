@@ -106,12 +106,9 @@ def kill_session(sid: int) -> None:
 
 def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2:].split()[0] != b"Z"
+    from pipectl.executor import process_start
+
+    return process_start(pid) is not None
 
 
 def one_error_line(r) -> str:

@@ -206,6 +206,8 @@ class Engine:
         self.log = log or (lambda line: None)
         self.children: dict[int, object] = {}  # pid -> Popen of wrappers and hooks this process started
         self._specs: dict[tuple, Pipeline] = {}
+        # SLAs per distinct snapshot text: a catch-up queues thousands of runs sharing one
+        self.sla_by_spec: dict[str, tuple] = {}
         self._edge_cache: dict[int, tuple[dict, dict]] = {}
         self._views: dict[int, _RunView] = {}  # running runs' task-instance states, see _views_for
         self._dv: int | None = None  # the state file's data_version when the views were last valid

@@ -74,7 +74,7 @@ def _slas(engine, run) -> tuple:
     text = run["spec"] if "spec" in run.keys() else engine.store.run_spec(run["id"])
     if text is None:  # pruned since the list was read
         return None, {}
-    by_text = engine.__dict__.setdefault("_sla_by_spec", {})
+    by_text = engine.sla_by_spec
     slas = by_text.get(text)
     if slas is None:
         p = Pipeline.from_dict(loads(text))
