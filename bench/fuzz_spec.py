@@ -341,9 +341,8 @@ def _alarm(signum, frame):
 
 def validate_case(root: Path, data: bytes, timeout: float) -> tuple[list[str], bool]:
     """(problems found validating one case in-process next to the sentinel, whether it is valid)."""
-    from pipectl.config import load_config
-    from pipectl.spec import load_pipelines
-
+    from pipectl.spec.config import load_config
+    from pipectl.spec.loader import load_pipelines
     (root / "pipelines" / "case.yaml").write_bytes(data)
     config = load_config(root)
     old = signal.signal(signal.SIGALRM, _alarm)

@@ -10,7 +10,7 @@ downstream's launch, up to its first command. Two ways of driving it:
 - supervised: `pipectl run P` (a --wait process is alive and sleeps on pidfds);
   target <= 50 ms;
 - unsupervised: `pipectl trigger P` starts the first task and exits; each task's
-  wrapper then starts `python -m pipectl.reap`, which records the result and
+  wrapper then starts `python -m pipectl.exec.reap`, which records the result and
   starts the next task; target <= 1 s.
 """
 from __future__ import annotations

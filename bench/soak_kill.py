@@ -94,8 +94,7 @@ def _cmdline(pid: int) -> list[bytes]:
 
 
 def _running(pid: int) -> bool:
-    from pipectl.executor import process_start
-
+    from pipectl.exec.executor import process_start
     return process_start(pid) is not None  # None: gone, or a zombie that has finished
 
 
@@ -111,7 +110,7 @@ def victims(root: Path) -> dict[str, list[int]]:
         argv = _cmdline(pid)
         if len(argv) > 2 and argv[1].endswith(b"wrapper.sh") and argv[2].startswith(status):
             out["wrapper"].append(pid)
-        elif b"pipectl.reap" in argv and str(root).encode() in argv:
+        elif b"pipectl.exec.reap" in argv and str(root).encode() in argv:
             out["reaper"].append(pid)
     return out
 

@@ -43,9 +43,8 @@ def build(root: Path) -> None:
         tasks = "".join(f"  {n}:\n    run: \"true\"\n" for n in names)
         (root / "pipelines" / f"p{i:02d}.yaml").write_text(
             SPEC.format(name=f"p{i:02d}", tasks=tasks, chain=" >> ".join(names)))
-    from pipectl.config import load_config
-    from pipectl.tick import open_store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.tick import open_store
     config = load_config(root)
     store = open_store(config)
     runs_per_pipeline = TI_ROWS // (PIPELINES * TASKS)

@@ -91,8 +91,7 @@ def wait_for(fn, timeout: float = 5.0, interval: float = 0.02):
 
 
 def session_pids(sid: int) -> list[int]:
-    from pipectl.executor import session_members
-
+    from pipectl.exec.executor import session_members
     return session_members(sid)
 
 
@@ -106,8 +105,7 @@ def kill_session(sid: int) -> None:
 
 def alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    from pipectl.executor import process_start
-
+    from pipectl.exec.executor import process_start
     return process_start(pid) is not None
 
 

@@ -76,11 +76,10 @@ def test_cron_fallback_first_then_assets_do_not_duplicate(tmp_path):
 
 
 def test_late_assets(tmp_path):
-    from pipectl.assets import late_assets
-    from pipectl.config import load_config
-    from pipectl.spec import load_pipelines
-    from pipectl.tick import open_store
-
+    from pipectl.engine.assets import late_assets
+    from pipectl.spec.config import load_config
+    from pipectl.spec.loader import load_pipelines
+    from pipectl.engine.tick import open_store
     root = make_project(tmp_path, {"a": A, "b": B, "c": C})
     ok(root, "tick", "--wait", now="2026-04-10T01:00:00Z")
     config = load_config(str(root))

@@ -230,10 +230,9 @@ def test_without_wait_runs_are_queued_for_ticks_and_never_duplicated(tmp_path):
     assert "0 runs created" in r.stdout and "4 in progress" in r.stdout
     assert len(runs_by_ds(root)) == 4
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from pipectl.config import load_config
-    from pipectl.scheduler import Clock, Engine, StepReport
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.step import Clock, Engine, StepReport
+    from pipectl.state.store import Store
     store = Store(str(root / ".pipectl" / "state.db"))
     try:
         engine = Engine(load_config(root), store, Clock())

@@ -224,9 +224,8 @@ def test_a_run_snapshot_that_cannot_be_evaluated_fails_only_its_task_instance(tm
 
 
 def test_retry_delays_never_leave_datetime_range():
-    from pipectl.durations import MAX_SPEC_SECONDS
-    from pipectl.model import RetryPolicy
-
+    from pipectl.timing.durations import MAX_SPEC_SECONDS
+    from pipectl.model.pipeline import RetryPolicy
     assert RetryPolicy(retry_delay=8.64e12).delay(1) == MAX_SPEC_SECONDS
     exp = RetryPolicy(retry_delay=60.0, retry_backoff="exponential")
     assert [exp.delay(n) for n in (1, 2, 3)] == [60.0, 120.0, 240.0]

@@ -13,9 +13,8 @@ import pytest
 
 from conftest import QUICKSTART, make_project, run_cli
 
-from pipectl import cli
-from pipectl.errors import ConfigError, UsageError
-
+from pipectl.cli import app as cli
+from pipectl.model.errors import ConfigError, UsageError
 ERROR_LINE = re.compile(r"^pipectl: error: \S.*$")
 SPEC_LINE = re.compile(r"^(?P<file>[^:\n]+\.ya?ml):(?P<line>\d+):(?P<col>\d+): \S.*$")
 
@@ -326,7 +325,7 @@ def test_parse_date_arg():
 
 
 def test_cli_import_stays_lean():
-    code = ("import sys, pipectl.cli; heavy = {'rich', 'yaml', 'croniter', 'sqlite3', 'filelock', 'pydantic'};"
+    code = ("import sys, pipectl.cli.app; heavy = {'rich', 'yaml', 'croniter', 'sqlite3', 'filelock', 'pydantic'};"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

@@ -69,8 +69,7 @@ def real_crontab():
 
 
 def _successful_runs(db: Path) -> list[tuple]:
-    from pipectl.store import Store
-
+    from pipectl.state.store import Store
     if not db.exists():
         return []
     try:

@@ -1,9 +1,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipectl.dag import CycleError, downstream_closure, find_cycle, topo_order, upstream_closure
-
-
+from pipectl.model.dag import CycleError, downstream_closure, find_cycle, topo_order, upstream_closure
 def test_topo_order_is_stable_in_declaration_order():
     nodes = ["c", "a", "b", "d"]
     needs = {"d": ["a", "c"], "b": ["a"]}

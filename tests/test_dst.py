@@ -18,9 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from cronsim import CronSim
 
-from pipectl.model import EverySchedule
-from pipectl.schedules import NICKNAMES, CronTimetable, due_intervals, fire_times, timetable, to_local
-
+from pipectl.model.pipeline import EverySchedule
+from pipectl.timing.schedules import NICKNAMES, CronTimetable, due_intervals, fire_times, timetable, to_local
 UTC = timezone.utc
 NY, BERLIN, LH = "America/New_York", "Europe/Berlin", "Australia/Lord_Howe"
 

@@ -10,8 +10,7 @@ from filelock import FileLock
 
 from enginekit import alive, cli, kill_session, make_project, ok, q, runs, tis, tries, wait_for
 
-from pipectl.executor import boot_id, process_start
-
+from pipectl.exec.executor import boot_id, process_start
 LONG_FIRST_TRY = """
 tasks:
   t:
@@ -157,8 +156,8 @@ def test_orphaned_task_of_a_killed_wrapper_is_ended_before_the_retry(tmp_path):
 
 from datetime import datetime  # noqa: E402
 
-from pipectl.model import RetryPolicy  # noqa: E402
-from pipectl.scheduler import trigger_outcome  # noqa: E402
+from pipectl.model.pipeline import RetryPolicy  # noqa: E402
+from pipectl.engine.step import trigger_outcome  # noqa: E402
 
 
 def test_retry_policy_delay_and_budget():
@@ -375,11 +374,10 @@ def test_claimed_try_whose_launcher_died_before_starting_it_costs_no_retry(tmp_p
     import time as _time
     from datetime import datetime, timezone
 
-    from pipectl.config import load_config
-    from pipectl.scheduler import Clock, Engine
-    from pipectl.spec import load_pipelines
-    from pipectl.tick import open_store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.step import Clock, Engine
+    from pipectl.spec.loader import load_pipelines
+    from pipectl.engine.tick import open_store
     root = make_project(tmp_path, {"p": """
         tasks:
           t: {run: "echo ran >> ran.txt"}

@@ -220,8 +220,7 @@ def test_a_tick_forgets_supervisors_that_died_without_unregistering(tmp_path):
     dead.wait()
     (sups / str(dead.pid)).write_text("12345")  # gone
     (sups / str(os.getpid())).write_text("1")  # pid alive, but a different process start time: reused
-    from pipectl.executor import process_start
-
+    from pipectl.exec.executor import process_start
     ok(root, "tick")
     assert sorted(p.name for p in sups.iterdir()) == []
     # a live supervisor's own file (right start time) stays; a dead one beside it goes

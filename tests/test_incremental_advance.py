@@ -12,18 +12,17 @@ import pytest
 
 from enginekit import make_project
 
-from pipectl.config import load_config
-from pipectl.scheduler import Clock, Engine, StepReport, register_supervisor, trigger_outcome
-from pipectl.spec import load_pipelines
-from pipectl.tick import open_store
-
+from pipectl.spec.config import load_config
+from pipectl.engine.step import Clock, Engine, StepReport, register_supervisor, trigger_outcome
+from pipectl.spec.loader import load_pipelines
+from pipectl.engine.tick import open_store
 D = datetime(2026, 4, 1, tzinfo=timezone.utc)
 RULES = ["all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed"]
 
 
 def _engine(root):
     """An engine in this process, registered as the supervisor so that finishing wrappers
-    leave everything to it (no `pipectl.reap` process steps behind the test's back)."""
+    leave everything to it (no `pipectl.exec.reap` process steps behind the test's back)."""
     config = load_config(root)
     store = open_store(config)
     register_supervisor(config)

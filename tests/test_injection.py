@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_project, run_cli
-from pipectl.templates import shell_command
-
+from pipectl.spec.templates import shell_command
 REPO = Path(__file__).resolve().parent.parent
 
 

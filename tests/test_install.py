@@ -110,9 +110,8 @@ def test_install_cron_replaces_a_stale_line(tmp_path, cron_env):
 
 
 def test_percent_in_path_is_escaped_for_cron(tmp_path):
-    from pipectl.config import load_config
-    from pipectl.install import cron_line
-
+    from pipectl.spec.config import load_config
+    from pipectl.ops.install import cron_line
     proj = make_project(tmp_path / "50% off", {"every_minute": SPEC})
     line = cron_line(load_config(proj))
     assert "%" not in line.replace("\\%", "")

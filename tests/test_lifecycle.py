@@ -19,8 +19,7 @@ from pathlib import Path
 
 from enginekit import alive, cli, make_project, ok, q, runs, tis, tries, wait_for
 
-from pipectl import executor
-
+from pipectl.exec import executor
 DATE = "2026-04-01"
 
 # Each try appends its number to starts.txt while holding ti.lock; a try that cannot take the

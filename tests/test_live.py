@@ -71,9 +71,8 @@ def project(tmp_path_factory):
 
 
 def model(root, now: str, **kw) -> dict:
-    from pipectl.config import load_config
-    from pipectl.live import build, open_readonly
-
+    from pipectl.spec.config import load_config
+    from pipectl.cli.live import build, open_readonly
     config = load_config(str(root))
     store = open_readonly(config)
     try:
@@ -85,8 +84,7 @@ def model(root, now: str, **kw) -> dict:
 def frame_text(m: dict, width: int) -> str:
     from rich.console import Console
 
-    from pipectl.live import frame
-
+    from pipectl.cli.live import frame
     buf = io.StringIO()
     Console(file=buf, width=width, color_system=None, emoji=False, highlight=False).print(frame(m, width, live=False))
     return buf.getvalue()
@@ -172,9 +170,8 @@ def test_no_state_file_yet(tmp_path):
 
 
 def test_readonly_store_refuses_writes(project):
-    from pipectl.config import load_config
-    from pipectl.live import open_readonly
-
+    from pipectl.spec.config import load_config
+    from pipectl.cli.live import open_readonly
     store = open_readonly(load_config(str(project)))
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
@@ -301,8 +298,7 @@ def test_live_view_in_a_real_terminal(project, tmux, tmp_path, width):
 def test_a_tall_frame_is_shortened_to_the_terminal_keeping_failures(project):
     from rich.console import Console
 
-    from pipectl.live import fitted
-
+    from pipectl.cli.live import fitted
     m = model(project, T_VIEW)
     m["waiting"] = m["waiting"] * 10
     m["counts"]["waiting"] = len(m["waiting"])

@@ -69,10 +69,10 @@ def test_metrics_parse_and_values(tmp_path):
 
 
 def test_waiting_and_running_counts_and_no_sla_table(tmp_path):
-    from pipectl.config import load_config
-    from pipectl.metrics import collect
-    from pipectl.scheduler import Clock, Engine
-    from pipectl.tick import open_store, refresh_pipelines
+    from pipectl.spec.config import load_config
+    from pipectl.ops.metrics import collect
+    from pipectl.engine.step import Clock, Engine
+    from pipectl.engine.tick import open_store, refresh_pipelines
     from datetime import datetime, timezone
 
     proj = make_project(tmp_path, {"two": "schedule: null\ntasks:\n  a:\n    run: echo a\n  b:\n    run: echo b\n    needs: [a]\n"})

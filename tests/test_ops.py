@@ -262,8 +262,7 @@ def test_flag_creep():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from pipectl.history import flag_creep
-
+    from pipectl.views.history import flag_creep
     def run(i, dur, state="success", end=True):
         return {"run_id": f"r{i}", "logical_date": f"2026-03-{i:02d}T00:00:00+00:00", "state": state,
                 "start": 1000.0 * i, "end": 1000.0 * i + dur if end else None}

@@ -9,8 +9,7 @@ import sys
 
 from conftest import cli_env, make_project, run_cli
 
-from pipectl.quicktick import _plain_tick_project
-
+from pipectl.engine.quicktick import _plain_tick_project
 DAILY = """
     schedule: "0 2 * * *"
     start_date: 2020-01-01
@@ -20,9 +19,9 @@ DAILY = """
 
 PROBE = """
 import sys
-from pipectl.quicktick import main
+from pipectl.engine.quicktick import main
 code = main(sys.argv[1:])
-print(code, "typer" in sys.modules, "pipectl.scheduler" in sys.modules, "yaml" in sys.modules)
+print(code, "typer" in sys.modules, "pipectl.engine.step" in sys.modules, "yaml" in sys.modules)
 """
 
 

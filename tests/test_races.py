@@ -11,8 +11,7 @@ import pytest
 from enginekit import cli, ok, q, tis  # noqa: F401
 from conftest import make_project
 
-from pipectl.model import RUN_TRANSITIONS, TI_STATES, TI_TRANSITIONS
-
+from pipectl.model.states import RUN_TRANSITIONS, TI_STATES, TI_TRANSITIONS
 DS = "2026-03-02"
 # `hold` makes every try wait for `release`; `fail_DS` makes the try of that ds fail
 SPEC = """\
@@ -67,10 +66,9 @@ def release(root: Path) -> None:
 
 
 def _engine(root: Path):
-    from pipectl.config import load_config
-    from pipectl.scheduler import Clock, Engine
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.step import Clock, Engine
+    from pipectl.state.store import Store
     config = load_config(str(root))
     return Engine(config, Store(config.state_db, create=False), Clock())
 
@@ -81,8 +79,7 @@ def test_retry_from_a_stale_read_never_resets_a_running_task_instance(root):
     failed_run(root)
     engine = _engine(root)
     try:
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         run = engine.store.run_by_date("etl", q(root, "SELECT logical_date FROM runs")[0][0])
         todo, busy = bf.retry_plan(engine, run)  # sees `work` failed
         assert [t["task"] for t in todo] == ["work"] and busy == []
@@ -128,10 +125,9 @@ def test_mark_skips_a_running_task_instance_and_says_so(root):
 def _prune_racing(root: Path, during) -> object:
     """prune in this process; ``during`` runs (other processes' commands) just before its
     first write transaction begins: the moment a look taken outside it goes stale."""
-    from pipectl.config import load_config
-    from pipectl.retention import prune
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.ops.retention import prune
+    from pipectl.state.store import Store
     config = load_config(str(root))
     store = Store(config.state_db, create=False)
     real_tx = store.tx
@@ -231,8 +227,7 @@ def test_a_second_store_in_one_process_never_loses_the_first_ones_commits(tmp_pa
     closed it, which drops every POSIX lock the process held on it: another process closing
     its connection took itself for the last, checkpointed and deleted the write-ahead log
     under the live connection, and that connection's later commits were lost to everyone."""
-    from pipectl.store import Store
-
+    from pipectl.state.store import Store
     path = str(tmp_path / "state.db")
     a = Store(path)
     try:
@@ -250,8 +245,7 @@ def test_a_second_store_in_one_process_never_loses_the_first_ones_commits(tmp_pa
 # --------------------------------------------------------------------------- the table itself
 
 def _store(tmp_path):
-    from pipectl.store import Store
-
+    from pipectl.state.store import Store
     return Store(str(tmp_path / "state.db"))
 
 

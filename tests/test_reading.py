@@ -52,8 +52,7 @@ def test_status_and_runs_work_while_runs_are_queued_and_running(tmp_path):
     out = cli(root, "runs", "slow").stdout
     assert "running" in out and "queued" in out
     assert "2026-04-02 00:00" in out  # the logical date with its time of day, not cut
-    from pipectl.executor import kill_session
-
+    from pipectl.exec.executor import kill_session
     for r in q(root, "SELECT pid FROM tries WHERE pid IS NOT NULL"):
         kill_session(r["pid"])
 

@@ -20,9 +20,8 @@ tasks:
 
 
 def _db(proj):
-    from pipectl.config import load_config
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.state.store import Store
     return Store(load_config(proj).state_db, create=False)
 
 
@@ -90,9 +89,8 @@ def test_prune_usage_errors(tmp_path):
 
 
 def test_retention_makes_ticks_prune_hourly(tmp_path):
-    from pipectl.config import load_config
-    from pipectl.retention import maybe_prune
-
+    from pipectl.spec.config import load_config
+    from pipectl.ops.retention import maybe_prune
     proj = _setup(tmp_path, 'retention = "30d"\n')
     (proj / "pipelines" / "daily.yaml").write_text(DAILY.replace("catchup: true", "catchup: false"))
     r = run_cli("--project", proj, "--now", "2026-03-10T00:00:30Z", "tick", "--wait")
@@ -116,9 +114,8 @@ def test_retention_makes_ticks_prune_hourly(tmp_path):
 
 
 def test_tick_log_rotates_and_reads_both_generations(tmp_path):
-    from pipectl import ticklog
-    from pipectl.config import load_config
-
+    from pipectl.state import ticklog
+    from pipectl.spec.config import load_config
     proj = make_project(tmp_path / "proj", {"daily": DAILY})
     config = load_config(proj)
     ticklog.append(config, 1775358000.0, ["created: daily 2026-04-04T00:00:00+00:00", "launched: x"], max_bytes=60)

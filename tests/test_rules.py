@@ -17,13 +17,14 @@ from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipectl import executor, rules
-from pipectl.config import load_config
-from pipectl.model import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, UP_FOR_RETRY, UPSTREAM_FAILED
-from pipectl.scheduler import Clock, Engine
-from pipectl.spec import load_pipelines
-from pipectl.store import Store
+from pipectl.exec import executor
 
+from pipectl.engine import rules
+from pipectl.spec.config import load_config
+from pipectl.model.states import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, UP_FOR_RETRY, UPSTREAM_FAILED
+from pipectl.engine.step import Clock, Engine
+from pipectl.spec.loader import load_pipelines
+from pipectl.state.store import Store
 UTC = timezone.utc
 NOW = datetime(2026, 4, 3, 14, 4, 28, tzinfo=UTC)
 RULES = ["all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed"]

@@ -2,12 +2,10 @@ import tomllib
 
 import pytest
 
-from pipectl.config import load_config
-from pipectl.errors import UsageError
-from pipectl.scaffold import init_project
-from pipectl.spec import load_pipelines
-
-
+from pipectl.spec.config import load_config
+from pipectl.model.errors import UsageError
+from pipectl.ops.scaffold import init_project
+from pipectl.spec.loader import load_pipelines
 def test_init_writes_a_valid_project(tmp_path):
     root = tmp_path / "proj"
     written = init_project(root)

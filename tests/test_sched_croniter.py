@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipectl.schedules import CronTimetable, fire_times
-
+from pipectl.timing.schedules import CronTimetable, fire_times
 from croniter import croniter  # noqa: E402  (a test dependency: see pyproject.toml)
 
 UTC = timezone.utc

@@ -13,22 +13,8 @@ from cronsim import CronSim
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipectl.model import AssetSchedule, CronSchedule, EverySchedule, FileSchedule
-from pipectl.schedules import (
-    CronTimetable,
-    EveryTimetable,
-    UnionTimetable,
-    cron_error,
-    describe,
-    describe_cron,
-    ds_of,
-    due_intervals,
-    fire_times,
-    timetable,
-    timezone_error,
-    to_local,
-)
-
+from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule
+from pipectl.timing.schedules import CronTimetable, EveryTimetable, UnionTimetable, cron_error, describe, describe_cron, ds_of, due_intervals, fire_times, timetable, timezone_error, to_local
 UTC = timezone.utc
 
 
@@ -390,7 +376,7 @@ def test_previous_matches_cronsim_in_utc(expr, start):
 
 
 def test_import_is_light():
-    code = "import sys, pipectl.schedules; assert 'croniter' not in sys.modules, 'croniter imported'"
+    code = "import sys, pipectl.timing.schedules; assert 'croniter' not in sys.modules, 'croniter imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

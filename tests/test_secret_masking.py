@@ -127,7 +127,7 @@ def test_a_broken_secrets_module_fails_loudly(project, tmp_path):
     import shutil
 
     shutil.copytree(src, shadow)
-    (shadow / "secrets.py").write_text("raise ImportError('broken on purpose')\n")
+    (shadow / "spec" / "secrets.py").write_text("raise ImportError('broken on purpose')\n")
     r = run_cli("--project", project, "runs", "sec", env={**ENV, "PYTHONPATH": str(shadow.parent)}, cwd=project)
     assert r.returncode != 0
     assert "broken on purpose" in r.stderr

@@ -6,9 +6,8 @@ import time
 import pytest
 
 from conftest import make_project, run_cli
-from pipectl.model import Pipeline, Task, frozen_map
-from pipectl.secrets import MASK, mask, mask_obj, read_masked, secret_values
-
+from pipectl.model.pipeline import Pipeline, Task, frozen_map
+from pipectl.spec.secrets import MASK, mask, mask_obj, read_masked, secret_values
 TOKEN = "s3cr3t-Tok3n-value"
 API_KEY = "k-9f8e7d6c"
 
@@ -77,9 +76,8 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
     while time.monotonic() < deadline and "hook saw" not in (hooks.read_text() if hooks.exists() else ""):
         time.sleep(0.1)
     assert TOKEN in hooks.read_text()  # the hook really printed it...
-    from pipectl.config import load_config
-    from pipectl.store import Store, loads
-
+    from pipectl.spec.config import load_config
+    from pipectl.state.store import Store, loads
     store = Store(load_config(proj).state_db, create=False)
     try:
         run = store.runs_for("sec")[0]

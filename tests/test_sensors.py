@@ -185,9 +185,8 @@ tasks:
 
 
 def test_describe_wait_says_what_and_when(tmp_path):
-    from pipectl.model import Sensor, Task
-    from pipectl.sensors import describe_wait
-
+    from pipectl.model.pipeline import Sensor, Task
+    from pipectl.engine.sensors import describe_wait
     task = Task(name="w", sensor=Sensor(kind="file", target="in/{{ ds }}.csv", min_size=1, timeout=3600))
     ti = {"sensor_started": epoch(T0), "sensor_next": epoch(T0) + 60}
     line = describe_wait(task, ti, {"ds": "2026-04-09"}, epoch(T0) + 15)

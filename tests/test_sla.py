@@ -17,10 +17,9 @@ tasks:
 
 
 def test_sla_miss_fires_its_hook_exactly_once(tmp_path):
-    from pipectl.config import load_config
-    from pipectl.sla import misses_for
-    from pipectl.tick import open_store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.sla import misses_for
+    from pipectl.engine.tick import open_store
     root = make_project(tmp_path, {"slow": SPEC})
     ok(root, "trigger", "slow", "--date", "2026-04-09", now="2026-04-10T08:00:00Z")
     ok(root, "tick", now="2026-04-10T08:59:00Z")
@@ -69,13 +68,12 @@ def test_queued_runs_sla_read_once_per_distinct_snapshot(tmp_path, monkeypatch):
     that wait behind max_active_runs still miss their SLA (only the runs that have one)."""
     from datetime import datetime, timedelta, timezone
 
-    from pipectl.config import load_config
-    from pipectl.model import Pipeline
-    from pipectl.scheduler import Clock, Engine
-    from pipectl.sla import check
-    from pipectl.spec import load_pipelines
-    from pipectl.tick import open_store
-
+    from pipectl.spec.config import load_config
+    from pipectl.model.pipeline import Pipeline
+    from pipectl.engine.step import Clock, Engine
+    from pipectl.engine.sla import check
+    from pipectl.spec.loader import load_pipelines
+    from pipectl.engine.tick import open_store
     body = "schedule: \"0 * * * *\"\nstart_date: 2026-04-01\ntasks:\n  t: {run: \"true\"}\n"
     root = make_project(tmp_path, {"with_sla": "sla: 30m\n" + body, "without": body})
     config = load_config(root)

@@ -7,10 +7,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipectl.config import load_config
-from pipectl.model import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline
-from pipectl.spec import PIPELINE_KEYS, TASK_KEYS, SpecError, load_pipelines, spec_files
-
+from pipectl.spec.config import load_config
+from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline
+from pipectl.spec.loader import PIPELINE_KEYS, TASK_KEYS, SpecError, load_pipelines, spec_files
 FIXTURES = Path(__file__).parent / "fixtures" / "specs"
 
 
@@ -423,8 +422,7 @@ def test_secrets_from_environ_and_env_file(project, monkeypatch):
     assert p.tasks["a"].env["T2"] == "${PIPECTL_TEST_TOKEN}"
     assert "s3cret" not in json.dumps(p.to_dict()) and "hunter2" not in json.dumps(p.to_dict())
     # ...and a task gets the values, resolved when it starts
-    from pipectl.secrets import launch_env
-
+    from pipectl.spec.secrets import launch_env
     assert launch_env(p, p.tasks["a"]) == {"DB_PASSWORD": "hunter2", "API_KEY": "abc", "TOKEN": "s3cret",
                                            "URL": "https://u:s3cret@host", "PLAIN": "yes", "T2": "s3cret"}
 

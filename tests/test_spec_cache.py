@@ -12,10 +12,9 @@ tasks:
 
 
 def test_a_reused_run_id_never_gets_the_deleted_runs_spec(tmp_path):
-    from pipectl.config import load_config
-    from pipectl.scheduler import Clock, Engine
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.engine.step import Clock, Engine
+    from pipectl.state.store import Store
     root = make_project(tmp_path, {"p": SPEC.format(word="one")})
     ok(root, "trigger", "p", "--date", "2026-04-01", "--wait")
     config = load_config(str(root))

@@ -36,10 +36,9 @@ class StateModel(RuleBasedStateMachine):
         super().__init__()
         import tempfile
 
-        from pipectl.config import load_config
-        from pipectl.scheduler import Clock, Engine
-        from pipectl.store import Store
-
+        from pipectl.spec.config import load_config
+        from pipectl.engine.step import Clock, Engine
+        from pipectl.state.store import Store
         self.tmp = Path(tempfile.mkdtemp(prefix="state_model."))
         self.root = self.tmp / "proj"
         soak_mixed.build(self.root, TODAY)
@@ -54,8 +53,7 @@ class StateModel(RuleBasedStateMachine):
 
     # -- helpers ------------------------------------------------------------------------
     def _pipeline(self, name: str):
-        from pipectl.spec import load_pipelines
-
+        from pipectl.spec.loader import load_pipelines
         return load_pipelines(self.config).pipelines[name]
 
     def _run(self, pipe: str, ds: str):
@@ -87,7 +85,7 @@ class StateModel(RuleBasedStateMachine):
     def background(self, kind):
         """A real process stepping beside everything else, left running."""
         if kind == "reap":
-            p = subprocess.Popen([sys.executable, "-m", "pipectl.reap", str(self.root), "0"],
+            p = subprocess.Popen([sys.executable, "-m", "pipectl.exec.reap", str(self.root), "0"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         else:
             p = self._cli(*kind.split())
@@ -101,8 +99,7 @@ class StateModel(RuleBasedStateMachine):
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1), j=st.integers(0, 1),
           reprocess=st.sampled_from(["missing", "failed", "all"]))
     def backfill(self, pipe, i, j, reprocess):
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         lo, hi = sorted((DAYS[i], DAYS[j]))
         bf.apply(self.engine, self._pipeline(pipe), date.fromisoformat(lo), date.fromisoformat(hi),
                  reprocess=reprocess, max_active=2)
@@ -110,8 +107,7 @@ class StateModel(RuleBasedStateMachine):
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1), task=st.sampled_from([None, "a", "b"]),
           stale=st.booleans())
     def retry(self, pipe, i, task, stale):
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         run = self._run(pipe, DAYS[i])
         if run is None:
             return
@@ -125,8 +121,7 @@ class StateModel(RuleBasedStateMachine):
     def retry_racing_retry(self, pipe, i):
         """Two operators retry one run: the second's plan is read, the first's retry lands and a
         step starts the work, then the second applies its (now stale) plan."""
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         run = self._run(pipe, DAYS[i])
         if run is None:
             self.backfill(pipe, i, i, "missing")
@@ -143,8 +138,7 @@ class StateModel(RuleBasedStateMachine):
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1), task=st.sampled_from("abc"),
           state=st.sampled_from(["success", "failed", "skipped"]))
     def mark(self, pipe, i, task, state):
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         run = self._run(pipe, DAYS[i])
         if run is None:
             return
@@ -154,14 +148,12 @@ class StateModel(RuleBasedStateMachine):
 
     @rule(pipe=st.sampled_from(["mix", "side"]), paused=st.booleans())
     def pause(self, pipe, paused):
-        from pipectl import backfill as bf
-
+        from pipectl.ops import backfill as bf
         bf.set_paused(self.store, self._pipeline(pipe), paused, time.time())
 
     @rule(older_than=st.sampled_from([0.0, 0.5, 3600.0]))
     def prune(self, older_than):
-        from pipectl.retention import prune
-
+        from pipectl.ops.retention import prune
         res = prune(self.config, self.store, older_than, time.time() + 0.001)
         tries: dict = {}
         for (pipeline, run_id), ts in res.tries.items():
@@ -209,8 +201,7 @@ class StateModel(RuleBasedStateMachine):
     def teardown(self):
         try:
             # drain: everything finishes, nothing is left behind
-            from pipectl import backfill as bf
-
+            from pipectl.ops import backfill as bf
             for pipe in ("mix", "side"):
                 bf.set_paused(self.store, self._pipeline(pipe), True, time.time())  # no new scheduled runs
             self._reap_background(wait=True)

@@ -9,8 +9,7 @@ import pytest
 
 from enginekit import cli, make_project, ok, one_error_line, q, runs, state_db, tis
 
-from pipectl.store import MIGRATIONS, Store
-
+from pipectl.state.store import MIGRATIONS, Store
 SIMPLE = """
 tasks:
   a:

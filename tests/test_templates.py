@@ -2,8 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipectl.templates import TemplateError, find_variables, render, shell_command, task_env
-
+from pipectl.spec.templates import TemplateError, find_variables, render, shell_command, task_env
 VALUES = {
     "ds": "2026-04-25",
     "logical_date": datetime(2026, 4, 25, 2, tzinfo=timezone.utc),
@@ -92,8 +91,7 @@ def test_a_command_that_cannot_be_rendered_fails_alone_with_its_reason():
     import os
     import subprocess
 
-    from pipectl.templates import runnable_command
-
+    from pipectl.spec.templates import runnable_command
     for cmd in ["sh -c 'echo {{ params.region }}'", "echo {{ params.nope }}"]:
         command, env = runnable_command(cmd, VALUES)
         r = subprocess.run(["/bin/sh", "-c", command], env={**os.environ, **env}, capture_output=True, text=True)

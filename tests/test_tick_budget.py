@@ -81,8 +81,7 @@ def _minutes(start: str, n: int) -> list[str]:
 
 
 def test_a_catch_up_is_created_in_batches_oldest_first_and_the_next_tick_continues(tmp_path):
-    from pipectl.tick import CATCHUP_BATCH
-
+    from pipectl.engine.tick import CATCHUP_BATCH
     start = "2026-04-01T00:00:00+00:00"
     root = _catchup_project(tmp_path, start, "60s")
     # one day behind: 1440 intervals are due at 2026-04-02 00:00:30
@@ -101,8 +100,7 @@ def test_a_catch_up_is_created_in_batches_oldest_first_and_the_next_tick_continu
 def test_a_tick_stops_creating_runs_at_its_budget_and_the_next_ones_finish_the_catch_up(tmp_path):
     from datetime import datetime, timedelta
 
-    from pipectl.tick import CATCHUP_BATCH
-
+    from pipectl.engine.tick import CATCHUP_BATCH
     start = "2026-04-01T00:00:00+00:00"
     budget = 2.0
     root = _catchup_project(tmp_path, start, f"{budget:g}s")

@@ -33,7 +33,7 @@ def timers(root) -> list[int]:
             continue
         if stat[stat.rindex(b")") + 2:].split()[0] == b"Z":
             continue
-        if b"pipectl.timer" in argv and want in argv:
+        if b"pipectl.exec.timer" in argv and want in argv:
             pids.append(int(entry))
     return pids
 
@@ -184,7 +184,7 @@ def test_one_timer_per_project_a_plain_tick_is_never_refused_and_kill_9_loses_no
     assert wait_for(lambda: len(timers(root)) == 1, timeout=10)  # the failing try's reaper handed off
     offset = str(1775358000.0 - time.time())
     # more hand-offs while it lives start nothing new: five more timers exit at once
-    extra = [subprocess.Popen([sys.executable, "-m", "pipectl.timer", str(root), offset]) for _ in range(5)]
+    extra = [subprocess.Popen([sys.executable, "-m", "pipectl.exec.timer", str(root), offset]) for _ in range(5)]
     for p in extra:
         assert p.wait(timeout=30) == 0
     assert len(timers(root)) == 1
@@ -208,7 +208,7 @@ def test_a_timer_with_nothing_due_exits_at_once(tmp_path):
     root = make_project(tmp_path, {"q": QUEUED})
     ok(root, "trigger", "q", "--date", "2026-04-01")
     t0 = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "pipectl.timer", str(root), "0"], timeout=30)
+    p = subprocess.run([sys.executable, "-m", "pipectl.exec.timer", str(root), "0"], timeout=30)
     assert p.returncode == 0
     assert time.monotonic() - t0 < 10
     assert Path(root, ".pipectl", "timer.lock").exists()

@@ -2,7 +2,7 @@
 
 Each world is built once per module (real ticks with a frozen clock; the 100k-task-
 instance history through the store API in one transaction). The commands run
-in-process through ``pipectl.cli.main`` (a subprocess per cell would cost minutes);
+in-process through ``pipectl.cli.app.main`` (a subprocess per cell would cost minutes);
 a spot check per world runs the real CLI in a subprocess to keep the two honest.
 
 A cell passes when the command exits 0 (doctor: 0 or 1, its verdict), prints no
@@ -89,8 +89,7 @@ def _ti(root, task):
 
 
 def _kill_running(root):
-    from pipectl.executor import kill_session
-
+    from pipectl.exec.executor import kill_session
     if not (root / ".pipectl" / "state.db").exists():
         return
     for r in q(root, "SELECT pid FROM tries WHERE state IN ('starting', 'running') AND pid IS NOT NULL"):
@@ -172,10 +171,9 @@ def w_big(root):
     """1000 runs x 100 tasks = 100k task instances, written through the store API in one transaction."""
     from datetime import datetime, timedelta, timezone
 
-    from pipectl.config import load_config
-    from pipectl.spec import load_pipelines
-    from pipectl.store import Store
-
+    from pipectl.spec.config import load_config
+    from pipectl.spec.loader import load_pipelines
+    from pipectl.state.store import Store
     names = [f"t{i:03d}" for i in range(100)]
     tasks = "\n".join(f"  {n}: {{run: \"true\"{', needs: [' + names[i - 1] + ']' if i else ''}}}"
                       for i, n in enumerate(names))
@@ -244,8 +242,7 @@ def _build(factory, name):
 
 def run_inproc(root: Path, args: list[str], env: dict[str, str], now: str = NOW):
     """``pipectl --project ROOT --now NOW ARGS`` inside this process: (exit code, stdout, stderr)."""
-    from pipectl import cli as cli_mod
-
+    from pipectl.cli import app as cli_mod
     out, err = io.StringIO(), io.StringIO()
     saved_env = {k: os.environ.get(k) for k in (*env, "COLUMNS", "NO_COLOR", "FORCE_COLOR")}
     cwd = os.getcwd()

@@ -8,13 +8,11 @@ def main() -> None:
     typer is imported; everything else goes to the CLI proper.
     """
     if "tick" in sys.argv[1:]:  # everything else skips quicktick's imports
-        from .quicktick import main as quick
-
+        from pipectl.engine.quicktick import main as quick
         code = quick(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-    from .cli import main as cli_main
-
+    from pipectl.cli.app import main as cli_main
     cli_main()
 
 

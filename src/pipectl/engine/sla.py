@@ -1,0 +1,113 @@
+"""SLAs: ``sla: 2h`` on a pipeline (the run) or a task (each of its task instances).
+
+The clock starts when the schedule fired: a scheduled (or backfill) run's
+``data_interval_end``; any other run's creation time. A run, or task instance,
+not finished ``sla`` after that gets one row in ``sla_misses`` and its
+``on_sla_miss`` hook runs once (the task's, else the pipeline's). Checked on every
+engine step (tick, supervisor, reaper); the insert is conditional, so however
+many processes step at once the hook runs once.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from pipectl.model.states import TI_FINISHED
+UTC = timezone.utc
+
+
+def anchor(run) -> float:
+    if run["run_type"] in ("scheduled", "backfill") and run["data_interval_end"]:
+        return datetime.fromisoformat(run["data_interval_end"]).timestamp()
+    return run["created"]
+
+
+def check(engine, report=None) -> int:
+    """Record new misses and start their hooks; returns how many were recorded."""
+    store = engine.store
+    now = engine.clock.now()
+    found = 0
+    # a run's spec snapshot never changes: its SLAs are read once per run, not per engine step
+    cache = engine.__dict__.setdefault("_sla_tasks", {})  # run id -> (run sla, {task: sla})
+    for run in store.active_runs():
+        if engine.out_of_time():  # a tick's deadline: the next step looks again
+            break
+        slas = cache.get(run["id"])
+        if slas is None:
+            slas = cache[run["id"]] = _slas(engine, run)
+        run_sla, task_slas = slas
+        if not run_sla and not task_slas:
+            continue
+        start = anchor(run)
+        due: list[tuple[str, float, object]] = []
+        if run_sla and now > start + run_sla:
+            due.append(("", start + run_sla, None))
+        if task_slas:
+            for ti in store.task_instances(run["id"]):
+                sla = task_slas.get(ti["base"])
+                if sla and now > start + sla and ti["state"] not in TI_FINISHED:
+                    due.append((ti["task"], start + sla, ti))
+        for task, deadline, ti in due:
+            with store.tx():
+                if not store.add_sla_miss(run["pipeline"], run["id"], task, deadline, now):
+                    continue
+                what = f"task {task}" if task else "run"
+                store.add_event("sla_miss", now=now, pipeline=run["pipeline"], run=run["id"], task=task or None,
+                                message=f"{what} not finished by {datetime.fromtimestamp(deadline, UTC).isoformat()}")
+            found += 1
+            engine.log(f"SLA missed: {run['pipeline']} {run['ds']} {task or 'run'}")
+            _hook(engine, run, engine.spec_of(run), ti, task)
+    return found
+
+
+def _slas(engine, run) -> tuple:
+    """(run sla, {task: sla}) of a run's snapshot. A catch-up queues thousands of runs with one
+    and the same snapshot, and every step (each reaper's too) looks at all of them: the snapshot
+    text is parsed once per distinct text, not once per run."""
+    from pipectl.model.pipeline import Pipeline
+    from pipectl.state.store import loads
+    p = engine.cached_spec(run)
+    if p is not None:
+        return p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla}
+    text = run["spec"] if "spec" in run.keys() else engine.store.run_spec(run["id"])
+    if text is None:  # pruned since the list was read
+        return None, {}
+    by_text = engine.sla_by_spec
+    slas = by_text.get(text)
+    if slas is None:
+        p = Pipeline.from_dict(loads(text))
+        slas = by_text[text] = (p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla})
+    return slas
+
+
+def _hook(engine, run, pipeline, ti, task: str) -> None:
+    from pipectl.exec import executor
+    from pipectl.engine.step import log_path
+    from pipectl.spec.templates import runnable_command
+    t = pipeline.tasks.get(ti["base"]) if ti is not None else None
+    command = (t.on_sla_miss if t is not None else None) or pipeline.on_sla_miss
+    if not command:
+        return
+    fake = ti if ti is not None else {"task": "", "item": None, "try_number": 0}
+    values = engine.template_values(run, pipeline, fake, fake["try_number"])
+    base = t or next(iter(pipeline.tasks.values()))
+    env = engine.task_environment(pipeline, base, values)
+    env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task)
+    command, refs = runnable_command(command, values)
+    env.update(refs)
+    hook_log = os.path.join(os.path.dirname(log_path(engine.config, run, "x", 0)), "hooks.log")
+    proc = executor.run_hook(command, cwd=engine.config.root, env=env,
+                             log_path=hook_log, label="on_sla_miss")
+    if proc is not None:
+        engine.children[proc.pid] = proc
+
+
+def misses_for(store, pipeline: str | None = None, run: int | None = None) -> list[dict]:
+    """SLA misses for `status` / `show`: ``{pipeline, run_id, ds, logical_date, task, deadline, recorded}``
+    (``task`` None for the run's own SLA; times ISO 8601). ``run`` is the run's row id."""
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).isoformat()
+
+    return [{"pipeline": r["pipeline"], "run_id": r["run_id"], "ds": r["ds"], "logical_date": r["logical_date"],
+             "task": r["task"] or None, "deadline": iso(r["deadline"]), "recorded": iso(r["ts"])}
+            for r in store.sla_misses(pipeline, run)]

@@ -1,0 +1,64 @@
+"""The states of runs, task instances and tries, and the transitions between them.
+
+Every module names states through these constants, so the state machine lives in
+one place and the store can check each write against it.
+"""
+from __future__ import annotations
+
+TRIGGER_RULES = ("all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed")
+
+# task instance states
+PENDING = "pending"
+RUNNING = "running"
+UP_FOR_RETRY = "up_for_retry"
+SUCCESS = "success"
+FAILED = "failed"
+UPSTREAM_FAILED = "upstream_failed"
+SKIPPED = "skipped"
+TI_STATES = (PENDING, RUNNING, UP_FOR_RETRY, SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED)
+TI_FINISHED = frozenset({SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED})
+
+# run states
+QUEUED = "queued"
+RUN_STATES = (QUEUED, RUNNING, SUCCESS, FAILED)
+RUN_FINISHED = frozenset({SUCCESS, FAILED})
+
+# tries: a try is live (its process may exist) while starting or running
+TRY_LIVE = ("starting", "running")
+
+# The state machine. Every change of a task instance's or a run's state is one of these
+# transitions, and ``Store.ti_transition`` / ``Store.run_transition`` apply it as ONE
+# conditional UPDATE from the listed states (plus the guard named beside it). A writer
+# whose read went stale (a tick, a reaper, an operator command racing another) changes
+# nothing and is told so, instead of overwriting a state it never saw.
+#   name: (from states, to states)
+TI_TRANSITIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # dispatch starts a try. Guard: no live try of this task instance.
+    "claim": ((PENDING, UP_FOR_RETRY), (RUNNING,)),
+    # the try holding it ended (exit, timeout, lost). Guard: the task instance is at that try.
+    "finish": ((RUNNING,), (SUCCESS, UP_FOR_RETRY, FAILED)),
+    # its try was claimed but never started (launcher killed). Guard: at that try.
+    "requeue": ((RUNNING,), (UP_FOR_RETRY,)),
+    # a trigger rule decided it without running it
+    "settle": ((PENDING,), (UPSTREAM_FAILED, SKIPPED)),
+    # a sensor poke or a foreach command decided it (never a process of its own)
+    "check": ((PENDING,), (SUCCESS, FAILED, SKIPPED)),
+    # retry, backfill re-run: a finished one runs again. Guard: no live try.
+    "reset": ((SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED), (PENDING,)),
+    # mark: by hand, never while it runs (its try would overwrite the mark). Guard: no live try.
+    "mark": ((PENDING, UP_FOR_RETRY, SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED), (SUCCESS, FAILED, SKIPPED)),
+}
+RUN_TRANSITIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # under max_active_runs. Guard: fewer than the limit running in its (pipeline, batch).
+    "promote": ((QUEUED,), (RUNNING,)),
+    # the engine ends it. Guard: every task instance finished, no live try.
+    "finish": ((RUNNING,), (SUCCESS, FAILED)),
+    # retry, backfill re-run
+    "reopen": ((SUCCESS, FAILED), (QUEUED,)),
+    # a mark changed a finished run's task instances. Guard: every task instance finished.
+    "resettle": ((SUCCESS, FAILED), (SUCCESS, FAILED)),
+    # prune deletes it. Guard: every task instance finished, no live try.
+    "prune": ((SUCCESS, FAILED), ()),
+}
+
+RUN_TYPES = ("scheduled", "manual", "backfill", "asset", "file")
