@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 import typer
 
 from pipectl.timing.durations import MAX_COUNT, date_bounds_problem
-from pipectl.model.errors import PipectlError, UsageError
+from pipectl.model.errors import ConfigError, PipectlError, StateError, UsageError
 if TYPE_CHECKING:  # names for annotations only; never imported at run time from here
     from pipectl.model.pipeline import Pipeline, ProjectConfig
 PROG = "pipectl"
@@ -641,6 +641,25 @@ def install_fast_coercion(command: Any) -> int:
     return patched
 
 
+# Exit codes belong to the CLI: 2 when the invocation or the project's configuration is
+# wrong (fix the command line or pipectl.toml), 1 when the work, a spec or the state failed.
+EXIT_CODES: dict[type, int] = {UsageError: 2, ConfigError: 2, StateError: 1, PipectlError: 1}
+
+# The values a library error names, as the flags that supply them.
+FLAGS = {"tasks": "--tasks", "task": "--task", "downstream": "--downstream", "schedule": "--schedule",
+         "reprocess": "--reprocess", "date": "--date", "at": "--at", "run_id": "--run-id"}
+
+
+def exit_code(err: PipectlError) -> int:
+    """The exit code of a library error: its nearest class in EXIT_CODES."""
+    return next(EXIT_CODES[c] for c in type(err).__mro__ if c in EXIT_CODES)
+
+
+def error_line(err: PipectlError) -> str:
+    """A library error in the CLI's terms (parameters named as flags)."""
+    return err.render(FLAGS)
+
+
 def _die(message: str, code: int) -> NoReturn:
     # One line, always: cron mails and CI logs show exactly what went wrong.
     from pipectl.spec import secrets
@@ -686,7 +705,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
             secrets.reporting_error = True
             traceback.print_exc()
-        _die(str(e), e.exit_code)
+        _die(error_line(e), exit_code(e))
     except KeyboardInterrupt:
         _die("interrupted", 130)
     except BrokenPipeError:

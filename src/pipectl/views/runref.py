@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from pipectl.model.errors import UsageError
+from pipectl.model.errors import Param, UsageError
 UTC = timezone.utc
 
 
@@ -74,9 +74,10 @@ def _parse_at(value: str, tz: str, day: date | None) -> datetime:
         try:
             clock = time.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"bad --at {value!r}: expected an ISO 8601 datetime or HH:MM with --date") from None
+            raise UsageError("bad ", Param("at"), f" {value!r}: expected an ISO 8601 datetime or HH:MM with ",
+                             Param("date")) from None
         if day is None:
-            raise UsageError(f"--at {value} is a time of day: add --date YYYY-MM-DD")
+            raise UsageError(Param("at"), f" {value} is a time of day: add ", Param("date"), " YYYY-MM-DD")
         return datetime.combine(day, clock, tzinfo=zone(tz)).astimezone(UTC)
     when = parse_date_arg(text, "--at", tz)
     if not isinstance(when, datetime):
@@ -130,22 +131,24 @@ def find_run(store, pipeline, date_: str | date | None = None, run_id: str | Non
         if not rows:
             raise UsageError(f"no run of {name} for {when.isoformat()} ({hint})")
         if len(rows) > 1:
-            raise UsageError(ambiguous(name, when.isoformat(), rows, tz))
+            raise ambiguous(name, when.isoformat(), rows, tz)
         return rows[0]
     if not latest:
-        raise UsageError(f"name the run with --date D, --at DATETIME or --run-id ID ({hint})")
+        raise UsageError("name the run with ", Param("date"), " D, ", Param("at"), " DATETIME or ", Param("run_id"),
+                         f" ID ({hint})")
     run = store.last_run(name)
     if run is None:
         raise NoRuns(f"{name} has no runs yet")
     return run
 
 
-def ambiguous(name: str, ds: str, rows, tz: str) -> str:
+def ambiguous(name: str, ds: str, rows, tz: str) -> UsageError:
     """One line: how many runs share the ds, which ones, and how to pick one."""
     labels = [f"{label(r, tz)} ({r['state']})" for r in rows]
     shown = labels if len(labels) <= 8 else [*labels[:3], "…", *labels[-3:]]
-    return (f"{ds} matches {len(rows)} runs of {name}: {', '.join(shown)}; pick one with "
-            f"--at HH:MM (with --date) or --run-id ID (see `pipectl runs {name}`)")
+    return UsageError(f"{ds} matches {len(rows)} runs of {name}: {', '.join(shown)}; pick one with ",
+                      Param("at"), " HH:MM (with ", Param("date"), ") or ", Param("run_id"),
+                      f" ID (see `pipectl runs {name}`)")
 
 
 def history(c, name: str) -> Resolved:
