@@ -19,7 +19,9 @@ import pytest
 from cronsim import CronSim
 
 from pipectl.model.pipeline import EverySchedule
-from pipectl.timing.schedules import NICKNAMES, CronTimetable, due_intervals, fire_times, timetable, to_local
+from pipectl.timing.clock import to_local
+from pipectl.timing.cron import NICKNAMES
+from pipectl.timing.timetable import CronTimetable, due_intervals, fire_times, timetable
 UTC = timezone.utc
 NY, BERLIN, LH = "America/New_York", "Europe/Berlin", "Australia/Lord_Howe"
 

@@ -1,4 +1,4 @@
-"""Where croniter 7 departs from cron's DST rules, and why schedules.py does not use it.
+"""Where croniter 7 departs from cron's DST rules, and why timing/timetable.py does not use it.
 
 Each case asserts the SPEC §3 answer twice: once for pipectl (must pass) and once
 for croniter (expected to fail: xfail, non-strict so a fixed croniter only
@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipectl.timing.schedules import CronTimetable, fire_times
+from pipectl.timing.timetable import CronTimetable, fire_times
 from croniter import croniter  # noqa: E402  (a test dependency: see pyproject.toml)
 
 UTC = timezone.utc

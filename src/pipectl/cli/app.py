@@ -260,13 +260,13 @@ def resolve_pipeline(loaded, name: str) -> "Pipeline":
 
 def schedule_words(pipeline: "Pipeline") -> str:
     """Every schedule of a pipeline in words, e.g. ``at 02:00 every day (America/Los_Angeles)``."""
-    from pipectl.timing import schedules
     from pipectl.model.pipeline import CronSchedule
+    from pipectl.timing.describe import describe
     if not pipeline.schedules:
         return "no schedule (trigger or backfill only)"
     parts = []
     for s in pipeline.schedules:
-        words = schedules.describe(s)
+        words = describe(s)
         if isinstance(s, CronSchedule):
             tz = s.timezone or pipeline.timezone
             if tz not in words:
@@ -466,17 +466,19 @@ def cron(
     """A cron expression in words and its next fire times after "now"."""
     c = get_ctx(ctx)
     zi = zone(tz)
-    from pipectl.timing import schedules
-    problem = schedules.cron_error(expr)
+    from pipectl.timing.cron import cron_error
+    from pipectl.timing.describe import describe_cron
+    from pipectl.timing.timetable import fire_times
+    problem = cron_error(expr)
     if problem:
         raise UsageError(problem)
     now = c.now()
-    times = [t.astimezone(zi) for t in schedules.fire_times(expr, tz, now, count)]
+    times = [t.astimezone(zi) for t in fire_times(expr, tz, now, count)]
     if c.json:
         from pipectl.cli.render import print_json
         print_json([t.isoformat() for t in times])
         return
-    print(f"{expr}: {schedules.describe_cron(expr)} ({tz})")
+    print(f"{expr}: {describe_cron(expr)} ({tz})")
     print(f"next {len(times)} after {now.astimezone(zi).isoformat()}:")
     for t in times:
         print(f"  {t.isoformat()}  {t:%a}")

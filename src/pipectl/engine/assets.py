@@ -84,7 +84,7 @@ def trigger(engine, pipelines: Mapping[str, Pipeline], rows, now_dt, report) -> 
         start = instant(p.start_date, p.timezone)
         start_ds = None
         if start is not None:
-            from pipectl.timing.schedules import ds_of
+            from pipectl.timing.clock import ds_of
             start_ds = ds_of(start, p.timezone)
         seen_since = _epoch(row["anchor"])
         for sched in scheds:
@@ -137,7 +137,7 @@ def trigger_from_rows(engine, report) -> list[int]:
 
 def fallback_covered(store, pipeline: Pipeline, logical_date: datetime) -> bool:
     """A cron fallback of an asset-scheduled pipeline stands down when its ds already has a run."""
-    from pipectl.timing.schedules import ds_of
+    from pipectl.timing.clock import ds_of
     return bool(asset_schedules(pipeline)) and bool(store.runs_by_ds(pipeline.name, ds_of(logical_date, pipeline.timezone)))
 
 

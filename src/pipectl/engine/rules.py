@@ -35,7 +35,7 @@ def span(seconds: float) -> str:
 
 def at_words(epoch: float, now: float, tz: str | None = None) -> str:
     """'14:05:10, in 42s' in the pipeline's timezone; the date too when it is not that day."""
-    from pipectl.timing.schedules import to_local
+    from pipectl.timing.clock import to_local
     t = to_local(datetime.fromtimestamp(epoch, UTC), tz)
     today = to_local(datetime.fromtimestamp(now, UTC), tz).date()
     clock = t.strftime("%H:%M:%S") if t.date() == today else t.strftime("%Y-%m-%d %H:%M:%S")
@@ -575,7 +575,8 @@ def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> 
     from datetime import time as dtime, timedelta
     from zoneinfo import ZoneInfo
 
-    from pipectl.timing.schedules import describe, due_intervals, timetable
+    from pipectl.timing.describe import describe
+    from pipectl.timing.timetable import due_intervals, timetable
     from pipectl.engine.tick import instant
     tz = pipeline.timezone
     start = instant(pipeline.start_date, tz)

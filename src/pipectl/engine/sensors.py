@@ -107,7 +107,7 @@ def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
 
 
 def target_ds(run, pipeline: Pipeline, delta: float | None) -> str:
-    from pipectl.timing.schedules import ds_of
+    from pipectl.timing.clock import ds_of
     if not delta:
         return run["ds"]
     return ds_of(datetime.fromisoformat(run["logical_date"]) - timedelta(seconds=delta), pipeline.timezone)

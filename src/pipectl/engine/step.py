@@ -262,7 +262,7 @@ class Engine:
                    interval: tuple[datetime | None, datetime | None] = (None, None), params: dict | None = None,
                    batch: str | None = None, max_active: int | None = None) -> int | None:
         """Queue a run; None if the pipeline already has one for that logical date."""
-        from pipectl.timing.schedules import ds_of
+        from pipectl.timing.clock import ds_of
         ld = iso(logical_date)
         merged = {**pipeline.params, **(params or {})}
         now = self.clock.now()

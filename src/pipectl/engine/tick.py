@@ -102,7 +102,7 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
     """Create the scheduled runs whose data interval has closed, at most ``limit`` and only while the
     engine's deadline allows; returns their row ids. The cursor moves past exactly the intervals
     handled, and a pipeline with intervals left stays due, so the next tick goes on from there."""
-    from pipectl.timing.schedules import due_intervals, timetable
+    from pipectl.timing.timetable import due_intervals, timetable
     start = instant(pipeline.start_date, pipeline.timezone)
     end = instant(pipeline.end_date, pipeline.timezone, end_of_day=True)
     cursor = datetime.fromisoformat(row["cursor"]) if row["cursor"] else None

@@ -92,7 +92,8 @@ def _midnight(d: date, tz: str) -> datetime:
 
 def timetable_for(pipeline: Pipeline, schedule: str | None, anchor: datetime | None):
     """The timetable a backfill walks: ``--schedule`` if given, else the pipeline's time schedules."""
-    from pipectl.timing.schedules import cron_error, timetable
+    from pipectl.timing.cron import cron_error
+    from pipectl.timing.timetable import timetable
     if schedule is not None:
         problem = cron_error(schedule)
         if problem:
@@ -111,7 +112,7 @@ def intervals(pipeline: Pipeline, start: date | datetime, end: date | datetime, 
     A ``date`` bound compares with the run's ``ds`` (pipeline timezone), a
     ``datetime`` bound with the logical date itself.
     """
-    from pipectl.timing.schedules import ds_of
+    from pipectl.timing.clock import ds_of
     tz = pipeline.timezone
     tt = timetable_for(pipeline, schedule, anchor)
     # scan from a day early: local midnight can be skipped or doubled by DST, ds decides membership
@@ -173,7 +174,7 @@ class Planned:
 def plan(pipeline: Pipeline, store, start: date | datetime, end: date | datetime, *, reprocess: str = "failed",
          tasks: str | None = None, schedule: str | None = None, backwards: bool = False) -> list[Planned]:
     """What ``backfill`` would do, date by date, in the order it would promote them. Reads only."""
-    from pipectl.timing.schedules import ds_of
+    from pipectl.timing.clock import ds_of
     if reprocess not in REPROCESS:
         raise UsageError(f"bad --reprocess {reprocess!r}: expected one of {', '.join(REPROCESS)}")
     selected = select_tasks(pipeline, tasks)

@@ -106,7 +106,7 @@ BACKLOG_CAP = 10_000  # counting stops here: "10000+"
 
 def backlog(store, pipeline: Pipeline, now: datetime) -> dict | None:
     """The scheduled runs a catch-up would create now (or on unpause), when more than one."""
-    from pipectl.timing.schedules import due_intervals, timetable
+    from pipectl.timing.timetable import due_intervals, timetable
     from pipectl.engine.tick import instant, is_time_scheduled
     if not pipeline.catchup or not is_time_scheduled(pipeline):
         return None
@@ -121,7 +121,7 @@ def backlog(store, pipeline: Pipeline, now: datetime) -> dict | None:
     due = due_intervals(tt, cursor, start, end, now, True, limit=BACKLOG_CAP + 1)
     if len(due) <= 1:
         return None
-    from pipectl.timing.schedules import ds_of
+    from pipectl.timing.clock import ds_of
     return {"pipeline": pipeline.name, "runs": min(len(due), BACKLOG_CAP), "more": len(due) > BACKLOG_CAP,
             "since": ds_of(due[0][0], pipeline.timezone), "paused": bool(row and row["paused"])}
 

@@ -24,7 +24,7 @@ from pipectl.model import dag
 from pipectl.timing.durations import MAX_SPEC_SECONDS, DurationError, date_bounds_problem, parse_duration
 from pipectl.model.states import TRIGGER_RULES
 from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline, ProjectConfig, RetryPolicy, Sensor, Task, frozen_map
-from pipectl.timing.schedules import NICKNAMES
+from pipectl.timing.cron import NICKNAMES
 from pipectl.spec.templates import TEMPLATE_VARS, find_variables
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -184,7 +184,7 @@ def _parse_when(raw: str) -> datetime | None:
 
 
 def _cron_error(expr: str) -> str | None:
-    from pipectl.timing.schedules import cron_error  # lazily: only files with a cron schedule pay for it
+    from pipectl.timing.cron import cron_error  # lazily: only files with a cron schedule pay for it
 
     try:
         return cron_error(expr)

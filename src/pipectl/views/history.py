@@ -72,7 +72,7 @@ def flag_creep(runs: Iterable[Any], now: float | None = None, *, factor: float =
 
 
 def _local(logical_date: str, tz: str) -> str:
-    from pipectl.timing.schedules import to_local
+    from pipectl.timing.clock import to_local
     return to_local(datetime.fromisoformat(logical_date), tz).strftime("%Y-%m-%d %H:%M")
 
 

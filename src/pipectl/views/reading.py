@@ -95,7 +95,8 @@ def run_detail(store: Store, run, pipeline: Pipeline | None = None) -> dict:
 
 def next_runs(pipeline: Pipeline, now: datetime, count: int, anchor: datetime | None = None) -> list[dict]:
     """Upcoming schedule times after ``now``: the run created at ``fire_time`` carries ``logical_date``."""
-    from pipectl.timing.schedules import ds_of, timetable
+    from pipectl.timing.clock import ds_of
+    from pipectl.timing.timetable import timetable
     from pipectl.engine.tick import instant
     if not pipeline.time_schedules:
         return []

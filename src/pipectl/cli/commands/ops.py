@@ -484,7 +484,7 @@ def _ds(d, tz: str) -> str:
     from datetime import datetime
 
     if isinstance(d, datetime):
-        from pipectl.timing.schedules import ds_of
+        from pipectl.timing.clock import ds_of
         return ds_of(d, tz)
     return d.isoformat()
 
