@@ -79,9 +79,9 @@ def test_retry_from_a_stale_read_never_resets_a_running_task_instance(root):
     failed_run(root)
     engine = _engine(root)
     try:
-        from pipectl.ops import backfill as bf
+        from pipectl.ops import rerun
         run = engine.store.run_by_date("etl", q(root, "SELECT logical_date FROM runs")[0][0])
-        todo, busy = bf.retry_plan(engine, run)  # sees `work` failed
+        todo, busy = rerun.retry_plan(engine, run)  # sees `work` failed
         assert [t["task"] for t in todo] == ["work"] and busy == []
         # meanwhile another operator's retry got there first, and a tick started it
         (root / "hold").touch()
@@ -89,7 +89,7 @@ def test_retry_from_a_stale_read_never_resets_a_running_task_instance(root):
         ok(root, "tick")
         wait_for(lambda: len((root / "pids").read_text().splitlines()) == 2)
         assert ti_state(root) == ("running", 2) and live_tries(root) == 1
-        result = bf.retry(engine, run, todo)  # the stale plan
+        result = rerun.retry(engine, run, todo)  # the stale plan
         assert ti_state(root) == ("running", 2) and live_tries(root) == 1
         assert result == ([], [("work", "running")])
         assert [r[0] for r in q(root, "SELECT kind FROM events WHERE kind = 'retry'")] == ["retry"]

@@ -107,49 +107,49 @@ class StateModel(RuleBasedStateMachine):
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1), task=st.sampled_from([None, "a", "b"]),
           stale=st.booleans())
     def retry(self, pipe, i, task, stale):
-        from pipectl.ops import backfill as bf
+        from pipectl.ops import rerun
         run = self._run(pipe, DAYS[i])
         if run is None:
             return
-        todo, busy = bf.retry_plan(self.engine, run, task, downstream=task == "a")
+        todo, busy = rerun.retry_plan(self.engine, run, task, downstream=task == "a")
         if stale:  # the plan goes stale: a step (and anything running) moves on meanwhile
             self.step()
-        done, skipped = bf.retry(self.engine, run, todo)
+        done, skipped = rerun.retry(self.engine, run, todo)
         assert len(done) + len(skipped) == len(todo)
 
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1))
     def retry_racing_retry(self, pipe, i):
         """Two operators retry one run: the second's plan is read, the first's retry lands and a
         step starts the work, then the second applies its (now stale) plan."""
-        from pipectl.ops import backfill as bf
+        from pipectl.ops import rerun
         run = self._run(pipe, DAYS[i])
         if run is None:
             self.backfill(pipe, i, i, "missing")
             run = self._run(pipe, DAYS[i])
-        bf.mark(self.engine, run, "a", "failed")  # something to retry (unless a runs right now)
-        stale, _ = bf.retry_plan(self.engine, run)
-        fresh, _ = bf.retry_plan(self.engine, run)
-        bf.retry(self.engine, run, fresh)
+        rerun.mark(self.engine, run, "a", "failed")  # something to retry (unless a runs right now)
+        stale, _ = rerun.retry_plan(self.engine, run)
+        fresh, _ = rerun.retry_plan(self.engine, run)
+        rerun.retry(self.engine, run, fresh)
         self.step()
-        done, skipped = bf.retry(self.engine, run, stale)
+        done, skipped = rerun.retry(self.engine, run, stale)
         for name, now_state in skipped:
             assert now_state not in ("failed", "upstream_failed"), (name, now_state)
 
     @rule(pipe=st.sampled_from(["mix", "side"]), i=st.integers(0, 1), task=st.sampled_from("abc"),
           state=st.sampled_from(["success", "failed", "skipped"]))
     def mark(self, pipe, i, task, state):
-        from pipectl.ops import backfill as bf
+        from pipectl.ops import rerun
         run = self._run(pipe, DAYS[i])
         if run is None:
             return
-        changed, skipped = bf.mark(self.engine, run, task, state)
+        changed, skipped = rerun.mark(self.engine, run, task, state)
         for name, was in skipped:
             assert was in ("running", "pending", "up_for_retry"), (name, was)
 
     @rule(pipe=st.sampled_from(["mix", "side"]), paused=st.booleans())
     def pause(self, pipe, paused):
-        from pipectl.ops import backfill as bf
-        bf.set_paused(self.store, self._pipeline(pipe), paused, time.time())
+        from pipectl.ops import rerun
+        rerun.set_paused(self.store, self._pipeline(pipe), paused, time.time())
 
     @rule(older_than=st.sampled_from([0.0, 0.5, 3600.0]))
     def prune(self, older_than):
@@ -201,9 +201,9 @@ class StateModel(RuleBasedStateMachine):
     def teardown(self):
         try:
             # drain: everything finishes, nothing is left behind
-            from pipectl.ops import backfill as bf
+            from pipectl.ops import rerun
             for pipe in ("mix", "side"):
-                bf.set_paused(self.store, self._pipeline(pipe), True, time.time())  # no new scheduled runs
+                rerun.set_paused(self.store, self._pipeline(pipe), True, time.time())  # no new scheduled runs
             self._reap_background(wait=True)
             deadline = time.time() + 40
             while time.time() < deadline:

@@ -1,54 +1,37 @@
-"""Backfills, re-runs and manual overrides: the operator's side of the engine.
+"""Backfills: a date range of a pipeline turned into runs, the operator's side of the engine.
 
 A backfill does not run anything itself. It turns a date range into runs (new
 ones, or existing ones re-opened with some task instances reset to pending)
 inside one transaction, puts them into a *batch* that carries its own
 ``max_active`` so the engine's ``promote()`` enforces the backfill's limit apart
 from the pipeline's, and gives them priority 0 so scheduled work is always
-dispatched first. Who then executes the work (``--wait``'s supervisor, ticks,
+dispatched first. Who then executes the work (a waiting caller's supervisor, ticks,
 or the reaper a finishing task starts) is the engine's business, which is why an
 interrupted backfill resumes simply by being planned again: its unfinished runs
 are found "in progress" and adopted, its failed ones re-opened.
 
-``retry``, ``mark`` and ``pause`` are single-run / single-pipeline versions of
-the same idea; every change is recorded as an event with the acting user.
+``retry``, ``mark`` and ``pause`` (ops/rerun.py) are single-run and
+single-pipeline versions of the same idea.
 """
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
-from pipectl.model.errors import PipectlError, UsageError
-from pipectl.model.states import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED
+from pipectl.model.errors import Param, UsageError
 from pipectl.model.pipeline import Pipeline
-UTC = timezone.utc
+from pipectl.model.states import FAILED, RUNNING, SUCCESS, TI_FINISHED, UPSTREAM_FAILED
+from pipectl.ops.rerun import RERUNNABLE, actor
+from pipectl.timing.clock import ds_of, iso, local_midnight
+
 REPROCESS = ("missing", "failed", "all")
-RERUNNABLE = (FAILED, UPSTREAM_FAILED)
-MAX_RUNS = 20_000  # one backfill; beyond this a typo in --start is far likelier than intent
-MARK_STATES = (SUCCESS, FAILED, SKIPPED)
+MAX_RUNS = 20_000  # one backfill; beyond this a typo in the range's start is far likelier than intent
 
 # plan actions
 CREATE, RERUN, RESUME, SKIP = "create", "rerun", "in progress", "skip"
-
-
-def actor() -> str:
-    """Who did it, for the audit trail."""
-    name = os.environ.get("USER") or os.environ.get("LOGNAME")
-    if not name:
-        try:
-            name = getpass.getuser()
-        except Exception:  # noqa: BLE001 - no passwd entry in a container
-            name = f"uid {os.getuid()}"
-    return name
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
 
 
 # --------------------------------------------------------------------------- task selection
@@ -61,10 +44,10 @@ def select_tasks(pipeline: Pipeline, regex: str | None) -> set[str] | None:
     try:
         pat = re.compile(regex)
     except re.error as e:
-        raise UsageError(f"bad --tasks regex {regex!r}: {e}") from None
+        raise UsageError("bad ", Param("tasks"), f" regex {regex!r}: {e}") from None
     hits = {name for name in pipeline.tasks if pat.search(name)}
     if not hits:
-        raise UsageError(f"--tasks {regex!r} matches no task of {pipeline.name} (tasks: {', '.join(pipeline.tasks)})")
+        raise UsageError(Param("tasks"), f" {regex!r} matches no task of {pipeline.name} (tasks: {', '.join(pipeline.tasks)})")
     needs = {name: t.needs for name, t in pipeline.tasks.items()}
     return hits | downstream_closure(needs, hits)
 
@@ -72,7 +55,7 @@ def select_tasks(pipeline: Pipeline, regex: str | None) -> set[str] | None:
 def subset(pipeline: Pipeline, selected: set[str]) -> Pipeline:
     """The pipeline cut down to ``selected`` tasks, edges to unselected upstreams dropped.
 
-    A new run of a ``--tasks`` backfill is created from this, so its snapshot says
+    A new run of a backfill of selected tasks is created from this, so its snapshot says
     truthfully what the run is: only those tasks, their upstreams outside the
     selection taken as already done (Airflow's partial DAG). Marking the others
     ``skipped`` instead would skip the selected ones too under ``all_success``.
@@ -84,24 +67,18 @@ def subset(pipeline: Pipeline, selected: set[str]) -> Pipeline:
 
 # --------------------------------------------------------------------------- dates
 
-def _midnight(d: date, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return datetime.combine(d, dtime(0, 0), ZoneInfo(tz)).astimezone(UTC)
-
-
 def timetable_for(pipeline: Pipeline, schedule: str | None, anchor: datetime | None):
-    """The timetable a backfill walks: ``--schedule`` if given, else the pipeline's time schedules."""
+    """The timetable a backfill walks: ``schedule`` (a cron expression) if given, else the pipeline's time schedules."""
     from pipectl.timing.cron import cron_error
     from pipectl.timing.timetable import timetable
     if schedule is not None:
         problem = cron_error(schedule)
         if problem:
-            raise UsageError(f"bad --schedule: {problem}")
+            raise UsageError("bad ", Param("schedule"), f": {problem}")
         return timetable(schedule, pipeline.timezone)
     if not pipeline.time_schedules:
         raise UsageError(f"{pipeline.name} has no cron or interval schedule to derive logical dates from; "
-                         f"give one with --schedule, e.g. --schedule @daily")
+                         "give one with ", Param("schedule"), ", e.g. ", Param("schedule"), " @daily")
     return timetable(pipeline.time_schedules, pipeline.timezone, anchor)
 
 
@@ -112,12 +89,11 @@ def intervals(pipeline: Pipeline, start: date | datetime, end: date | datetime, 
     A ``date`` bound compares with the run's ``ds`` (pipeline timezone), a
     ``datetime`` bound with the logical date itself.
     """
-    from pipectl.timing.clock import ds_of
     tz = pipeline.timezone
     tt = timetable_for(pipeline, schedule, anchor)
     # scan from a day early: local midnight can be skipped or doubled by DST, ds decides membership
-    lo = start if isinstance(start, datetime) else _midnight(start, tz) - timedelta(days=1)
-    hi = end if isinstance(end, datetime) else _midnight(end, tz) + timedelta(days=2)
+    lo = start if isinstance(start, datetime) else local_midnight(start, tz) - timedelta(days=1)
+    hi = end if isinstance(end, datetime) else local_midnight(end, tz) + timedelta(days=2)
 
     def inside(s: datetime) -> bool:
         ok_lo = s >= start if isinstance(start, datetime) else ds_of(s, tz) >= start.isoformat()
@@ -174,9 +150,8 @@ class Planned:
 def plan(pipeline: Pipeline, store, start: date | datetime, end: date | datetime, *, reprocess: str = "failed",
          tasks: str | None = None, schedule: str | None = None, backwards: bool = False) -> list[Planned]:
     """What ``backfill`` would do, date by date, in the order it would promote them. Reads only."""
-    from pipectl.timing.clock import ds_of
     if reprocess not in REPROCESS:
-        raise UsageError(f"bad --reprocess {reprocess!r}: expected one of {', '.join(REPROCESS)}")
+        raise UsageError("bad ", Param("reprocess"), f" {reprocess!r}: expected one of {', '.join(REPROCESS)}")
     selected = select_tasks(pipeline, tasks)
     anchor = None
     if pipeline.start_date:
@@ -186,7 +161,7 @@ def plan(pipeline: Pipeline, store, start: date | datetime, end: date | datetime
         row = store.pipeline_row(pipeline.name)
         anchor = datetime.fromisoformat(row["anchor"]) if row is not None and row["anchor"] else None
     if anchor is None:
-        anchor = start if isinstance(start, datetime) else _midnight(start, pipeline.timezone)
+        anchor = start if isinstance(start, datetime) else local_midnight(start, pipeline.timezone)
     items: list[Planned] = []
     for lo, hi in intervals(pipeline, start, end, schedule=schedule, anchor=anchor):
         it = Planned(lo, hi, ds_of(lo, pipeline.timezone), CREATE)
@@ -316,123 +291,3 @@ def outcome(store, run_pks: Iterable[int]) -> dict:
                                        "log": tries[-1]["log_path"] if tries else None})
         (result["failed"] if r["state"] == FAILED else result["unfinished"]).append(entry)
     return result
-
-
-# --------------------------------------------------------------------------- retry
-
-def _match_tis(tis, task: str, run) -> list:
-    """Task instances named ``task`` exactly, or every instance of a mapped task by its base name."""
-    hit = [ti for ti in tis if ti["task"] == task] or [ti for ti in tis if ti["base"] == task]
-    if not hit:
-        names = sorted({ti["base"] for ti in tis})
-        raise UsageError(f"unknown task {task!r} in run {run['run_id']} (tasks: {', '.join(names)})")
-    return hit
-
-
-def retry_plan(engine, run, task: str | None = None, downstream: bool = False) -> tuple[list, list]:
-    """(task instances to re-run, task instances left alone because they are still active)."""
-    tis = engine.store.task_instances(run["id"])
-    if task is None:
-        chosen = [ti for ti in tis if ti["state"] in RERUNNABLE]
-        if downstream:
-            raise UsageError("--downstream needs --task")
-    else:
-        chosen = _match_tis(tis, task, run)
-        if downstream:
-            from pipectl.model.dag import downstream_closure
-            spec = engine.spec_of(run)
-            below = downstream_closure({n: t.needs for n, t in spec.tasks.items()}, {ti["base"] for ti in chosen})
-            ids = {ti["id"] for ti in chosen}
-            chosen += [ti for ti in tis if ti["base"] in below and ti["id"] not in ids]
-    busy = [ti for ti in chosen if ti["state"] in (PENDING, RUNNING, UP_FOR_RETRY)]
-    return [ti for ti in chosen if ti["state"] in TI_FINISHED], busy
-
-
-def retry(engine, run, tis: list) -> tuple[list[str], list[tuple[str, str]]]:
-    """Reset ``tis`` to pending with a fresh retry budget and re-open the run (successes kept).
-
-    ``tis`` were read before this transaction: each reset is a conditional transition, so one
-    that has left its finished state since (another ``retry`` got there first and a tick
-    started it) is skipped, never reset while it runs. Returns (task instances reset,
-    (task instance, its state now) for those skipped).
-    """
-    store = engine.store
-    now = engine.clock.now()
-    done: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    with store.tx():
-        for ti in tis:
-            if store.reset_task_instance(ti["id"]):
-                done.append(ti["task"])
-            else:
-                cur = store.task_instance(ti["id"])
-                skipped.append((ti["task"], cur["state"] if cur is not None else "gone"))
-        if done:
-            store.reopen_run(run["id"])
-            store.add_event("retry", now=now, pipeline=run["pipeline"], run=run["id"],
-                            message=f"retry by {actor()}: {len(done)} task instance{'s' if len(done) != 1 else ''} "
-                                    f"back to pending: {', '.join(done)}")
-    return done, skipped
-
-
-# --------------------------------------------------------------------------- mark
-
-def mark(engine, run, task: str, state: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Set task instance(s) of ``task`` to ``state`` by hand. Returns ((task instance, old state)
-    changed, (task instance, its state) skipped).
-
-    A running task instance is skipped: its try would overwrite the mark when it ends. A
-    finished run's state follows its task instances; an active run is left to the engine,
-    which sees the new state on its next step.
-    """
-    if state not in MARK_STATES:
-        raise UsageError(f"bad state {state!r}: expected one of {', '.join(MARK_STATES)}")
-    store = engine.store
-    now = engine.clock.now()
-    who = actor()
-    changed: list[tuple[str, str]] = []
-    skipped: list[tuple[str, str]] = []
-    with store.tx():
-        run = store.run(run["id"])
-        if run is None:
-            raise PipectlError("the run is gone (pruned meanwhile); nothing marked")
-        tis = _match_tis(store.task_instances(run["id"]), task, run)
-        spec = engine.spec_of(run)
-        for ti in tis:
-            if ti["state"] == state:
-                continue
-            if not store.mark_task_instance(ti["id"], state, expect=ti["state"], now=now, reason=f"marked by {who}"):
-                skipped.append((ti["task"], ti["state"]))  # running, or a try of it still live
-                continue
-            store.add_event("mark", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
-                            message=f"marked {state} by {who} (was {ti['state']})")
-            if state == SUCCESS and ti["base"] in spec.tasks:
-                engine.on_task_success(run, store.task_instance(ti["id"]), spec.tasks[ti["base"]], now)
-            changed.append((ti["task"], ti["state"]))
-        if changed:
-            new = store.resettle_run(run["id"], now)
-            if new is not None:
-                store.add_event(f"run_{new}", now=now, pipeline=run["pipeline"], run=run["id"],
-                                message=f"run is {new} after a mark by {who}")
-    return changed, skipped
-
-
-# --------------------------------------------------------------------------- pause
-
-def set_paused(store, pipeline: Pipeline, paused: bool, now: float) -> bool:
-    """Pause or unpause; False when it already was. A pipeline no tick has seen gets its row here."""
-    who = actor()
-    with store.tx():
-        row = store.pipeline_row(pipeline.name)
-        if row is None:
-            store.upsert_pipeline(pipeline.name, spec=pipeline.to_dict(), path=pipeline.path, valid=True, error=None,
-                                  anchor=iso(datetime.fromtimestamp(now, UTC)))
-        if not store.set_paused(pipeline.name, paused):
-            return False
-        if paused:
-            msg = f"paused by {who}: no new scheduled runs; work in progress finishes"
-        else:
-            catch = "every missed interval runs (catchup)" if pipeline.catchup else "only the latest missed interval runs"
-            msg = f"unpaused by {who}: scheduling resumes; {catch}"
-        store.add_event("pause" if paused else "unpause", now=now, pipeline=pipeline.name, message=msg)
-    return True

@@ -256,12 +256,12 @@ def retry(
         raise UsageError("--downstream needs --task")
     from pipectl.cli.app import find_run
     run = find_run(c, p, date_, run_id=run_id, at=at)
-    from pipectl.ops import backfill as bf
+    from pipectl.ops import backfill as bf, rerun
     from pipectl.engine.tick import open_store
     store = open_store(c.config(), create=False)
     try:
         engine = _engine(c, store)
-        todo, busy = bf.retry_plan(engine, run, task, downstream)
+        todo, busy = rerun.retry_plan(engine, run, task, downstream)
         if not todo:
             what = f"{task}{' and downstream' if downstream else ''}" if task else "failed task instances"
             msg = f"nothing to retry in {run['run_id']}: no {what}" + (
@@ -272,7 +272,7 @@ def retry(
             else:
                 print(msg)
             return
-        names, skipped = bf.retry(engine, run, todo)
+        names, skipped = rerun.retry(engine, run, todo)
         # another process changed these between this command's look and its write: say so
         for name, now_state in skipped:
             print(f"{run['run_id']}: {name} is {now_state}; not reset", file=sys.stderr)
@@ -330,9 +330,9 @@ def mark(
     """Set a task instance's state by hand (recorded as an event)."""
     c = get_ctx(ctx)
     p = _history(c, pipeline)
-    from pipectl.ops import backfill as bf
-    if state not in bf.MARK_STATES:
-        raise UsageError(f"bad state {state!r}: expected one of {', '.join(bf.MARK_STATES)}")
+    from pipectl.ops import rerun
+    if state not in rerun.MARK_STATES:
+        raise UsageError(f"bad state {state!r}: expected one of {', '.join(rerun.MARK_STATES)}")
     if not (date_ or at or run_id) or not task:
         raise UsageError("mark needs --date D and --task T (or name the run with --at DATETIME or --run-id ID)")
     from pipectl.cli.app import find_run
@@ -341,7 +341,7 @@ def mark(
     store = open_store(c.config(), create=False)
     try:
         engine = _engine(c, store)
-        changed, skipped = bf.mark(engine, run, task, state)
+        changed, skipped = rerun.mark(engine, run, task, state)
         if changed:
             from pipectl.exec.timer import hand_off
             hand_off(engine, step_now=True)  # what the mark made ready starts within a second
@@ -370,11 +370,11 @@ def mark(
 def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
     c = get_ctx(ctx)
     p = c.pipeline(pipeline)
-    from pipectl.ops import backfill as bf
+    from pipectl.ops import rerun
     from pipectl.engine.tick import open_store
     store = open_store(c.config())
     try:
-        changed = bf.set_paused(store, p, paused, _clock(c).now())
+        changed = rerun.set_paused(store, p, paused, _clock(c).now())
     finally:
         store.close()
     if changed and not paused:
