@@ -5,26 +5,58 @@ one place and the store can check each write against it.
 """
 from __future__ import annotations
 
+from enum import StrEnum
+
 TRIGGER_RULES = ("all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed")
 
+class State(StrEnum):
+    """Every state a run, a task instance or a try can be in. A StrEnum, so a member equals,
+    hashes, formats and serializes (json) exactly as its name string does."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    STARTING = "starting"  # tries only: claimed, its process not yet known to run
+    RUNNING = "running"
+    UP_FOR_RETRY = "up_for_retry"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UPSTREAM_FAILED = "upstream_failed"
+    SKIPPED = "skipped"
+    LOST = "lost"  # tries only: its process vanished without a result
+
+
+def state(text: str) -> State | str:
+    """The member named ``text`` (a dict lookup: records are built by the thousand); an unknown
+    name, which only a newer pipectl could have written, stays a plain string."""
+    return _BY_NAME.get(text, text)
+
+
+_BY_NAME: dict[str, State] = {m.value: m for m in State}
+
+# the old constant names, kept as aliases of the members
+PENDING = State.PENDING
+RUNNING = State.RUNNING
+UP_FOR_RETRY = State.UP_FOR_RETRY
+SUCCESS = State.SUCCESS
+FAILED = State.FAILED
+UPSTREAM_FAILED = State.UPSTREAM_FAILED
+SKIPPED = State.SKIPPED
+QUEUED = State.QUEUED
+STARTING = State.STARTING
+LOST = State.LOST
+
 # task instance states
-PENDING = "pending"
-RUNNING = "running"
-UP_FOR_RETRY = "up_for_retry"
-SUCCESS = "success"
-FAILED = "failed"
-UPSTREAM_FAILED = "upstream_failed"
-SKIPPED = "skipped"
 TI_STATES = (PENDING, RUNNING, UP_FOR_RETRY, SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED)
 TI_FINISHED = frozenset({SUCCESS, FAILED, UPSTREAM_FAILED, SKIPPED})
+TI_ACTIVE = (PENDING, RUNNING, UP_FOR_RETRY)
 
 # run states
-QUEUED = "queued"
 RUN_STATES = (QUEUED, RUNNING, SUCCESS, FAILED)
 RUN_FINISHED = frozenset({SUCCESS, FAILED})
 
 # tries: a try is live (its process may exist) while starting or running
-TRY_LIVE = ("starting", "running")
+TRY_LIVE = (STARTING, RUNNING)
+TRY_STATES = (STARTING, RUNNING, SUCCESS, FAILED, LOST)
 
 # The state machine. Every change of a task instance's or a run's state is one of these
 # transitions, and ``Store.ti_transition`` / ``Store.run_transition`` apply it as ONE

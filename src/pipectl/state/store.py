@@ -14,10 +14,13 @@ import sqlite3
 import time
 import weakref
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, Iterable, Iterator
 
 from pipectl.model.errors import StateError
-from pipectl.model.states import RUN_TRANSITIONS, TI_TRANSITIONS
+from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run,
+                                   SlaMiss, StateCount, TaskInstance, Try, iso)
+from pipectl.model.states import RUN_TRANSITIONS, TI_TRANSITIONS, state as _state
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
 ACTIVE_TI = ("pending", "running", "up_for_retry")
 
@@ -173,8 +176,44 @@ _RUN_SETTLED = """ AND NOT EXISTS (SELECT 1 FROM task_instances ti WHERE ti.run 
 _RUN_OUTCOME = """CASE WHEN EXISTS (SELECT 1 FROM task_instances ti WHERE ti.run = runs.id
                      AND ti.state IN ('failed', 'upstream_failed')) THEN 'failed' ELSE 'success' END"""
 
+# Every record is built by one function below from a plain tuple of these columns, in this order:
+# the only place that knows a column's position and storage format.
+_PIPELINE_COLS = "name, paused, cursor, anchor, next_due, valid, error, spec, path"
 _RUN_COLS = ("id, run_id, pipeline, logical_date, ds, data_interval_start, data_interval_end, run_type, state, "
              "params, priority, batch, max_active, created, start, end, seq")
+_RUN_COLS_SPEC = _RUN_COLS + ", spec"
+_TI_COLS = ("id, run, task, base, map_index, item, state, try_number, budget_base, next_try_at, exit_code, reason, "
+            "start, end, sensor_started, sensor_next")
+_TRY_COLS = ("tries.id, tries.ti, tries.try_number, tries.state, tries.launcher_pid, tries.launcher_start, tries.pid, "
+             "tries.pid_start, tries.boot_id, tries.status_path, tries.log_path, tries.timeout, tries.pool, tries.start, "
+             "tries.end, tries.exit_code, tries.reason")
+_EVENT_COLS = "id, ts, pipeline, run, task, kind, message"
+_ASSET_EVENT_COLS = "id, asset, ds, pipeline, task, run, complete, ts"
+_FILE_TRIGGER_COLS = "id, pipeline, path, size, mtime_ns, run, ts"
+
+_fromiso = datetime.fromisoformat
+
+
+def _pipeline(r: tuple) -> Pipeline:
+    return Pipeline(r[0], bool(r[1]), r[2] and _fromiso(r[2]), r[3] and _fromiso(r[3]), r[4], bool(r[5]), r[6], r[7], r[8])
+
+
+def _run(r: tuple) -> Run:
+    return Run(r[0], r[1], r[2], _fromiso(r[3]), r[4], r[5] and _fromiso(r[5]), r[6] and _fromiso(r[6]), r[7],
+               _state(r[8]), *r[9:])
+
+
+def _ti(r: tuple) -> TaskInstance:
+    return TaskInstance(*r[:6], _state(r[6]), *r[7:])
+
+
+def _try(r: tuple) -> Try:
+    return Try(*r[:3], _state(r[3]), *r[4:])
+
+
+def _logical_date(value: "datetime | str") -> str:
+    """A logical date as stored: callers may pass the datetime of a record or the ISO text."""
+    return value if isinstance(value, str) else iso(value)
 
 
 def _dumps(obj: Any) -> str:
@@ -222,6 +261,7 @@ class Store:
             raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
         self._depth = 0
         self._ti_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see track_ti_changes
+        self._ti_versions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see ti_changes
         self._key = None if memory else os.path.realpath(path)
         if self._key is not None:
             _OPEN[self._key] = _OPEN.get(self._key, 0) + 1
@@ -317,6 +357,17 @@ class Store:
     def _x(self, sql: str, args: Iterable = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, tuple(args))
 
+    def _t(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        """Plain tuples, for the record builders (cheaper than sqlite3.Row)."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(sql, tuple(args)).fetchall()
+
+    def _t1(self, sql: str, args: Iterable = ()) -> tuple | None:
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute(sql, tuple(args)).fetchone()
+
     def integrity_check(self) -> str:
         return self._one("PRAGMA integrity_check")[0]
 
@@ -329,11 +380,12 @@ class Store:
         self._x("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
 
     # -- pipelines -------------------------------------------------------
-    def pipeline_rows(self) -> dict[str, sqlite3.Row]:
-        return {r["name"]: r for r in self._q("SELECT * FROM pipelines")}
+    def pipeline_rows(self) -> dict[str, Pipeline]:
+        return {r[0]: _pipeline(r) for r in self._t(f"SELECT {_PIPELINE_COLS} FROM pipelines")}
 
-    def pipeline_row(self, name: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM pipelines WHERE name = ?", (name,))
+    def pipeline_row(self, name: str) -> Pipeline | None:
+        r = self._t1(f"SELECT {_PIPELINE_COLS} FROM pipelines WHERE name = ?", (name,))
+        return r and _pipeline(r)
 
     def upsert_pipeline(self, name: str, *, spec: dict | None, path: str, valid: bool, error: str | None, anchor: str) -> None:
         self._x(
@@ -374,21 +426,26 @@ class Store:
         )
         return cur.lastrowid if cur.rowcount else None
 
-    def run(self, run_pk: int) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM runs WHERE id = ?", (run_pk,))
+    def run(self, run_pk: int) -> Run | None:
+        r = self._t1(f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE id = ?", (run_pk,))
+        return r and _run(r)
 
-    def run_by_date(self, pipeline: str, logical_date: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM runs WHERE pipeline = ? AND logical_date = ?", (pipeline, logical_date))
+    def run_by_date(self, pipeline: str, logical_date: datetime | str) -> Run | None:
+        r = self._t1(f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE pipeline = ? AND logical_date = ?",
+                     (pipeline, _logical_date(logical_date)))
+        return r and _run(r)
 
-    def run_by_run_id(self, pipeline: str, run_id: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM runs WHERE pipeline = ? AND run_id = ?", (pipeline, run_id))
+    def run_by_run_id(self, pipeline: str, run_id: str) -> Run | None:
+        r = self._t1(f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE pipeline = ? AND run_id = ?", (pipeline, run_id))
+        return r and _run(r)
 
-    def runs_by_ds(self, pipeline: str, ds: str) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM runs WHERE pipeline = ? AND ds = ? ORDER BY logical_date", (pipeline, ds))
+    def runs_by_ds(self, pipeline: str, ds: str) -> list[Run]:
+        return [_run(r) for r in self._t(f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE pipeline = ? AND ds = ? "
+                                         "ORDER BY logical_date", (pipeline, ds))]
 
-    def runs_for(self, pipeline: str, limit: int | None = None, ds_from: str | None = None, ds_to: str | None = None) -> list[sqlite3.Row]:
+    def runs_for(self, pipeline: str, limit: int | None = None, ds_from: str | None = None, ds_to: str | None = None) -> list[Run]:
         """Newest first."""
-        sql = "SELECT * FROM runs WHERE pipeline = ?"
+        sql = f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE pipeline = ?"
         args: list = [pipeline]
         if ds_from:
             sql += " AND ds >= ?"
@@ -400,13 +457,13 @@ class Store:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return self._q(sql, args)
+        return [_run(r) for r in self._t(sql, args)]
 
-    def active_runs(self) -> list[sqlite3.Row]:
-        """Every column but the spec snapshot: a big pipeline's snapshot is hundreds of KB, and
-        this runs on every step of the supervisor. ``run_spec`` fetches it once per run."""
-        return self._q(f"SELECT {_RUN_COLS} FROM runs WHERE state IN ('queued', 'running') "
-                       "ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")
+    def active_runs(self) -> list[Run]:
+        """Every column but the spec snapshot (``spec`` is None): a big pipeline's snapshot is hundreds
+        of KB, and this runs on every step of the supervisor. ``run_spec`` fetches it once per run."""
+        return [_run(r) for r in self._t(f"SELECT {_RUN_COLS} FROM runs WHERE state IN ('queued', 'running') "
+                                         "ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")]
 
     def run_created(self, run_pk: int) -> float | None:
         row = self._one("SELECT created FROM runs WHERE id = ?", (run_pk,))
@@ -432,8 +489,9 @@ class Store:
         else:
             self._x("UPDATE runs SET state = ?, end = NULL WHERE id = ?", (state, run_pk))
 
-    def last_run(self, pipeline: str) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM runs WHERE pipeline = ? ORDER BY logical_date DESC LIMIT 1", (pipeline,))
+    def last_run(self, pipeline: str) -> Run | None:
+        r = self._t1(f"SELECT {_RUN_COLS_SPEC} FROM runs WHERE pipeline = ? ORDER BY logical_date DESC LIMIT 1", (pipeline,))
+        return r and _run(r)
 
     # -- task instances --------------------------------------------------
     def insert_task_instances(self, run_pk: int, rows: Iterable[tuple[str, str, int | None, str | None, str]]) -> None:
@@ -443,17 +501,19 @@ class Store:
             [(run_pk, *r) for r in rows],
         )
 
-    def task_instances(self, run_pk: int) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM task_instances WHERE run = ? ORDER BY id", (run_pk,))
+    def task_instances(self, run_pk: int) -> list[TaskInstance]:
+        return [_ti(r) for r in self._t(f"SELECT {_TI_COLS} FROM task_instances WHERE run = ? ORDER BY id", (run_pk,))]
 
-    def task_instance(self, ti_pk: int) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM task_instances WHERE id = ?", (ti_pk,))
+    def task_instance(self, ti_pk: int) -> TaskInstance | None:
+        r = self._t1(f"SELECT {_TI_COLS} FROM task_instances WHERE id = ?", (ti_pk,))
+        return r and _ti(r)
 
-    def task_instances_for_runs(self, run_pks: list[int]) -> list[sqlite3.Row]:
+    def task_instances_for_runs(self, run_pks: list[int]) -> list[TaskInstance]:
         if not run_pks:
             return []
         marks = ",".join("?" * len(run_pks))
-        return self._q(f"SELECT * FROM task_instances WHERE run IN ({marks}) ORDER BY run, id", run_pks)
+        return [_ti(r) for r in self._t(f"SELECT {_TI_COLS} FROM task_instances WHERE run IN ({marks}) ORDER BY run, id",
+                                        run_pks)]
 
     def set_sensor_times(self, ti_pk: int, started: float | None, next_check: float | None) -> None:
         self._x("UPDATE task_instances SET sensor_started = ?, sensor_next = ? WHERE id = ?", (started, next_check, ti_pk))
@@ -484,25 +544,26 @@ class Store:
         )
         return bool(cur.rowcount)
 
-    def active_tries(self) -> list[sqlite3.Row]:
-        return self._q(
-            """SELECT tries.*, task_instances.run AS run, task_instances.task AS task, task_instances.base AS base
-               FROM tries JOIN task_instances ON task_instances.id = tries.ti
-               WHERE tries.state IN ('starting', 'running') ORDER BY tries.id"""
-        )
+    def active_tries(self) -> list[Try]:
+        """With ``run``, ``task`` and ``base`` of their task instance."""
+        return [_try(r) for r in self._t(
+            f"""SELECT {_TRY_COLS}, task_instances.run, task_instances.task, task_instances.base
+                FROM tries JOIN task_instances ON task_instances.id = tries.ti
+                WHERE tries.state IN ('starting', 'running') ORDER BY tries.id""")]
 
-    def try_(self, try_pk: int) -> sqlite3.Row | None:
-        return self._one("SELECT * FROM tries WHERE id = ?", (try_pk,))
+    def try_(self, try_pk: int) -> Try | None:
+        r = self._t1(f"SELECT {_TRY_COLS} FROM tries WHERE id = ?", (try_pk,))
+        return r and _try(r)
 
-    def tries_for(self, ti_pk: int) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM tries WHERE ti = ? ORDER BY try_number", (ti_pk,))
+    def tries_for(self, ti_pk: int) -> list[Try]:
+        return [_try(r) for r in self._t(f"SELECT {_TRY_COLS} FROM tries WHERE ti = ? ORDER BY try_number", (ti_pk,))]
 
-    def tries_for_run(self, run_pk: int) -> list[sqlite3.Row]:
-        return self._q(
-            """SELECT tries.*, task_instances.task AS task FROM tries JOIN task_instances ON task_instances.id = tries.ti
-               WHERE task_instances.run = ? ORDER BY tries.ti, tries.try_number""",
-            (run_pk,),
-        )
+    def tries_for_run(self, run_pk: int) -> list[Try]:
+        """With ``run`` and ``task`` of their task instance."""
+        return [_try(r) for r in self._t(
+            f"""SELECT {_TRY_COLS}, task_instances.run, task_instances.task FROM tries
+                JOIN task_instances ON task_instances.id = tries.ti
+                WHERE task_instances.run = ? ORDER BY tries.ti, tries.try_number""", (run_pk,))]
 
     def running_by_pool(self) -> dict[str, int]:
         rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
@@ -518,6 +579,22 @@ class Store:
                            (run_pk,)).fetchall()
 
     # -- incremental advance: what changed since an engine last looked -------------
+    def ti_changes(self, reader: object) -> list[tuple[int, int]] | None:
+        """Change detection in one call: (ti id, run) of every task instance inserted, updated or
+        deleted since ``reader`` last asked, or None when that cannot be known and the reader must
+        re-read everything (its first call, or another connection committed in between).
+
+        Two detectors: this connection's own changes are logged by TEMP triggers
+        (track_ti_changes), and a commit by any other process (a tick, a reaper, `retry`, `mark`)
+        moves ``PRAGMA data_version``, read before anything else so a later commit is seen next time."""
+        first = reader not in self._ti_readers
+        if first:
+            self.track_ti_changes(reader)
+        dv = self.data_version()
+        changes = self.take_ti_changes(reader)
+        seen, self._ti_versions[reader] = self._ti_versions.get(reader), dv
+        return None if first or dv != seen else changes
+
     def track_ti_changes(self, reader: object) -> None:
         """Log this connection's own task-instance inserts, updates and deletes for ``reader``
         (see take_ti_changes). TEMP triggers and table: private to this connection, nothing is
@@ -581,11 +658,12 @@ class Store:
         self._x("INSERT INTO events(ts, pipeline, run, task, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, pipeline, run, task, kind, message))
 
-    def events_for_run(self, run_pk: int) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM events WHERE run = ? ORDER BY id", (run_pk,))
+    def events_for_run(self, run_pk: int) -> list[Event]:
+        return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE run = ? ORDER BY id", (run_pk,))]
 
-    def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?", (pipeline, limit))
+    def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[Event]:
+        return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
+                                           (pipeline, limit))]
 
     # -- issue 4: backfill, retry -------------------------------------------
     def rebatch_run(self, run_pk: int, *, batch: str | None, max_active: int | None, priority: int | None = None,
@@ -604,11 +682,11 @@ class Store:
         return {r[0]: r[1] for r in self._q(f"SELECT id, state FROM runs WHERE id IN ({marks})", run_pks)}
 
     # -- issue 5: sensors, assets, file triggers, SLA misses ---------------
-    def claim_ti_check(self, ti_pk: int, now: float, hold_until: float) -> sqlite3.Row | None:
+    def claim_ti_check(self, ti_pk: int, now: float, hold_until: float) -> TaskInstance | None:
         """Claim a pending task instance's sensor poke (or foreach evaluation): only one process
         checks it at a time, and not before its ``sensor_next``. Returns the row as it was, or None."""
         ti = self.task_instance(ti_pk)
-        if ti is None or ti["state"] != "pending" or (ti["sensor_next"] is not None and ti["sensor_next"] > now):
+        if ti is None or ti.state != "pending" or (ti.sensor_next is not None and ti.sensor_next > now):
             return None
         self._x("UPDATE task_instances SET sensor_started = coalesce(sensor_started, ?), sensor_next = ? WHERE id = ?",
                 (now, hold_until, ti_pk))
@@ -627,20 +705,22 @@ class Store:
                       (asset, ds, pipeline, task, run, int(complete), now))
         return cur.lastrowid
 
-    def latest_asset_events(self, assets: list[str], complete_only: bool = True) -> list[sqlite3.Row]:
+    def latest_asset_events(self, assets: list[str], complete_only: bool = True) -> list[AssetLatest]:
         """Per (asset, ds): the newest event id and time."""
         if not assets:
             return []
         marks = ",".join("?" * len(assets))
         cond = " AND complete = 1" if complete_only else ""
-        return self._q(f"""SELECT asset, ds, max(id) AS event, max(ts) AS ts, count(*) AS n FROM asset_events
-                           WHERE asset IN ({marks}){cond} GROUP BY asset, ds ORDER BY ds""", assets)
+        return [AssetLatest(*r) for r in self._t(
+            f"""SELECT asset, ds, max(id), max(ts), count(*) FROM asset_events
+                WHERE asset IN ({marks}){cond} GROUP BY asset, ds ORDER BY ds""", assets)]
 
     def asset_names(self) -> list[str]:
         return [r[0] for r in self._q("SELECT DISTINCT asset FROM asset_events ORDER BY asset")]
 
-    def asset_events_for(self, asset: str, limit: int = 20) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM asset_events WHERE asset = ? ORDER BY id DESC LIMIT ?", (asset, limit))
+    def asset_events_for(self, asset: str, limit: int = 20) -> list[AssetEvent]:
+        return [AssetEvent(*r[:6], bool(r[6]), r[7]) for r in self._t(
+            f"SELECT {_ASSET_EVENT_COLS} FROM asset_events WHERE asset = ? ORDER BY id DESC LIMIT ?", (asset, limit))]
 
     def consumed(self, consumer: str) -> dict[tuple[str, str], int]:
         return {(r["asset"], r["ds"]): r["event"]
@@ -660,8 +740,9 @@ class Store:
     def set_file_trigger_run(self, pk: int, run: int | None) -> None:
         self._x("UPDATE file_triggers SET run = ? WHERE id = ?", (run, pk))
 
-    def file_triggers(self, pipeline: str) -> list[sqlite3.Row]:
-        return self._q("SELECT * FROM file_triggers WHERE pipeline = ? ORDER BY id", (pipeline,))
+    def file_triggers(self, pipeline: str) -> list[FileTrigger]:
+        return [FileTrigger(*r) for r in self._t(f"SELECT {_FILE_TRIGGER_COLS} FROM file_triggers WHERE pipeline = ? "
+                                                 "ORDER BY id", (pipeline,))]
 
     def add_sla_miss(self, pipeline: str, run: int, task: str, deadline: float, now: float) -> bool:
         """True only for the first writer: a miss is recorded, and its hook run, once."""
@@ -669,8 +750,9 @@ class Store:
                       (pipeline, run, task, deadline, now))
         return bool(cur.rowcount)
 
-    def sla_misses(self, pipeline: str | None = None, run: int | None = None) -> list[sqlite3.Row]:
-        sql = """SELECT sla_misses.*, runs.run_id AS run_id, runs.ds AS ds, runs.logical_date AS logical_date
+    def sla_misses(self, pipeline: str | None = None, run: int | None = None) -> list[SlaMiss]:
+        sql = """SELECT sla_misses.id, sla_misses.pipeline, sla_misses.run, sla_misses.task, sla_misses.deadline,
+                        sla_misses.ts, runs.run_id, runs.ds, runs.logical_date
                  FROM sla_misses JOIN runs ON runs.id = sla_misses.run WHERE 1 = 1"""
         args: list = []
         if pipeline is not None:
@@ -679,41 +761,40 @@ class Store:
         if run is not None:
             sql += " AND sla_misses.run = ?"
             args.append(run)
-        return self._q(sql + " ORDER BY sla_misses.id", args)
+        return [SlaMiss(*r[:8], _fromiso(r[8])) for r in self._t(sql + " ORDER BY sla_misses.id", args)]
 
     # -- issue 6: retention, metrics, doctor ---------------------------------
     def has_table(self, name: str) -> bool:
         return self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
-    def run_counts(self) -> list[sqlite3.Row]:
+    def run_counts(self) -> list[StateCount]:
         """(pipeline, state, n) for every run in the state file."""
-        return self._q("SELECT pipeline, state, count(*) AS n FROM runs GROUP BY pipeline, state ORDER BY pipeline, state")
+        return [StateCount(r[0], _state(r[1]), r[2]) for r in self._t(
+            "SELECT pipeline, state, count(*) FROM runs GROUP BY pipeline, state ORDER BY pipeline, state")]
 
     def last_success_ends(self) -> dict[str, float]:
         rows = self._q("SELECT pipeline, max(end) AS t FROM runs WHERE state = 'success' AND end IS NOT NULL GROUP BY pipeline")
         return {r["pipeline"]: r["t"] for r in rows}
 
-    def last_finished_runs(self) -> list[sqlite3.Row]:
+    def last_finished_runs(self) -> list[FinishedRun]:
         """Per pipeline, the run that finished last (its state, start and end)."""
         # one pass over runs: a correlated subquery per run walked every run's spec snapshot
         # (overflow pages) once per run -- 30 s for 1000 runs of a 100-task pipeline
-        return self._q(
+        return [FinishedRun(r[0], _state(r[1]), r[2], r[3]) for r in self._t(
             """SELECT pipeline, state, start, end FROM (
                    SELECT pipeline, state, start, end,
                           row_number() OVER (PARTITION BY pipeline ORDER BY end DESC, id DESC) AS newest
                    FROM runs WHERE state IN ('success', 'failed') AND end IS NOT NULL)
-               WHERE newest = 1 ORDER BY pipeline"""
-        )
+               WHERE newest = 1 ORDER BY pipeline""")]
 
-    def active_ti_counts(self) -> list[sqlite3.Row]:
+    def active_ti_counts(self) -> list[StateCount]:
         """(pipeline, state, n) of task instances in unfinished runs: running, pending, up_for_retry."""
-        return self._q(
-            """SELECT runs.pipeline AS pipeline, ti.state AS state, count(*) AS n
+        return [StateCount(r[0], _state(r[1]), r[2]) for r in self._t(
+            """SELECT runs.pipeline, ti.state, count(*)
                FROM task_instances ti JOIN runs ON runs.id = ti.run
-               WHERE ti.state IN ('pending', 'running', 'up_for_retry') GROUP BY runs.pipeline, ti.state"""
-        )
+               WHERE ti.state IN ('pending', 'running', 'up_for_retry') GROUP BY runs.pipeline, ti.state""")]
 
-    def recent_failures(self, limit: int, pipeline: str | None = None) -> list[sqlite3.Row]:
+    def recent_failures(self, limit: int, pipeline: str | None = None) -> list[Failure]:
         """Failed task instances, the latest to end first, each with its run and the log of its last try."""
         sql = """SELECT ti.task, ti.try_number, ti.exit_code, ti.reason, ti.end, runs.pipeline, runs.run_id, runs.ds,
                         runs.logical_date,
@@ -723,7 +804,8 @@ class Store:
         if pipeline is not None:
             sql += " AND runs.pipeline = ?"
             args.append(pipeline)
-        return self._q(sql + " ORDER BY ti.end DESC, ti.id DESC LIMIT ?", [*args, limit])
+        return [Failure(*r[:8], _fromiso(r[8]), r[9])
+                for r in self._t(sql + " ORDER BY ti.end DESC, ti.id DESC LIMIT ?", [*args, limit])]
 
     def sla_miss_counts(self) -> dict[str, int] | None:
         """Misses per pipeline, or None when this state file has no SLA table."""
@@ -829,7 +911,7 @@ class Store:
                       ((to,) if to is not None else ()) + (*args, run_pk, *froms, *guard_args))
         return bool(cur.rowcount)
 
-    def prune_runs_older_than(self, cutoff: float, dry_run: bool = False) -> list[tuple[sqlite3.Row, list]]:
+    def prune_runs_older_than(self, cutoff: float, dry_run: bool = False) -> list[tuple[Run, list]]:
         """prune: delete the finished runs that ended before ``cutoff`` (task instances, tries and
         SLA misses by CASCADE) and their events; returns exactly the runs deleted. Selected and
         deleted in one transaction, each by a conditional DELETE: a run re-opened, or with a
@@ -839,14 +921,14 @@ class Store:
         marks = ",".join("?" * len(froms))
         where = f"state IN ({marks}) AND coalesce(end, created) < ?{_RUN_SETTLED}"
         with self.tx():
-            rows = self._q(f"SELECT {_RUN_COLS} FROM runs WHERE {where} ORDER BY id", (*froms, cutoff))
+            rows = [_run(r) for r in self._t(f"SELECT {_RUN_COLS} FROM runs WHERE {where} ORDER BY id", (*froms, cutoff))]
             if dry_run:
                 return [(r, []) for r in rows]
             gone = []
             for r in rows:
-                tries = [(t["task"], t["try_number"]) for t in self.tries_for_run(r["id"])]
-                if self._x(f"DELETE FROM runs WHERE id = ? AND {where}", (r["id"], *froms, cutoff)).rowcount:
-                    self._x("DELETE FROM events WHERE run = ?", (r["id"],))
+                tries = [(t.task, t.try_number) for t in self.tries_for_run(r.id)]
+                if self._x(f"DELETE FROM runs WHERE id = ? AND {where}", (r.id, *froms, cutoff)).rowcount:
+                    self._x("DELETE FROM events WHERE run = ?", (r.id,))
                     gone.append((r, tries))
         return gone
 
