@@ -289,6 +289,47 @@ def _star_rule_differs(cron: str) -> bool:
     return len(restricted) == 2 and any(f.startswith("*") for f in restricted)
 
 
+def dst_difference(cron: str, tz: str, first: date, last: date) -> str | None:
+    """Where Airflow's CronDataIntervalTimetable fires other than cron on a DST change day between
+    ``first`` and ``last``, in words; None when they agree. cron runs a fixed time that falls in the
+    skipped hour right after the jump and one in the repeated hour at its first occurrence; Airflow
+    moves the first a whole hour on and takes the second occurrence of the other."""
+    from ..schedules import _transition, parse_cron
+
+    spec = parse_cron(cron)
+    zone = ZoneInfo(tz)
+    hour_star = spec.fields[1] == "*"
+    d = first
+    while d <= last:
+        start = datetime(d.year, d.month, d.day, tzinfo=zone)
+        nxt = d + timedelta(days=1)
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+        if start.utcoffset() == end.utcoffset() and start.utcoffset() == end.replace(fold=1).utcoffset() \
+                and start.utcoffset() == start.replace(fold=1).utcoffset():
+            d = nxt
+            continue
+        if spec.day_matches(d):
+            for h in spec.hours:
+                for m in spec.minutes:
+                    naive = datetime(d.year, d.month, d.day, h, m)
+                    a = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+                    b = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+                    if a == b:
+                        continue
+                    repeated = a.astimezone(zone).replace(tzinfo=None) == naive
+                    if spec.wild and hour_star:
+                        continue  # both agree: every real instant that matches (Airflow's fold-hour handling)
+                    if repeated:
+                        return (f"{h:02d}:{m:02d} happens twice on {d} in {tz}; cron runs it at the first, "
+                                "Airflow at the second")
+                    # cron: the jump's instant; Airflow: the wall time read with the offset before the jump
+                    if spec.wild or a != _transition(zone, b, a):
+                        return (f"{h:02d}:{m:02d} does not exist on {d} in {tz}; cron runs it right after the "
+                                "jump, Airflow an hour later")
+        d = nxt
+    return None
+
+
 class _DagWriter:
     def __init__(self, config: ProjectConfig, p: Pipeline, project: Mapping[str, Pipeline], *, lossy: bool,
                  now: datetime):
@@ -339,7 +380,16 @@ class _DagWriter:
                 self.refuse(("schedule",), f"cron {s.cron!r}",
                             "with both day fields restricted and one starting with '*', cron needs both to match "
                             "and Airflow's cron reads either", "Airflow's reading")
-            return f"CronDataIntervalTimetable({s.cron!r}, timezone={(s.timezone or p.timezone)!r})", s
+            tz = s.timezone or p.timezone
+            lo = min(self.now, _when(p.start_date, p.timezone) or self.now).astimezone(ZoneInfo(tz)).date()
+            hi = self.now.astimezone(ZoneInfo(tz)).date() + timedelta(days=3 * 366)
+            if p.end_date:
+                hi = min(hi, _when(p.end_date, p.timezone, end_of_day=True).astimezone(ZoneInfo(tz)).date())
+            differs = dst_difference(s.cron, tz, lo, hi)
+            if differs:
+                self.refuse(("schedule",), f"cron {s.cron!r}",
+                            f"{differs}: that run's data interval would differ", "Airflow's reading")
+            return f"CronDataIntervalTimetable({s.cron!r}, timezone={tz!r})", s
         if isinstance(s, EverySchedule):
             if p.start_date is None:
                 self.refuse(("schedule", "every"), "every: without start_date",
@@ -674,13 +724,19 @@ class _DagWriter:
         lines += ["from __future__ import annotations",
                   "",
                   "import datetime",
+                  "import os",
+                  "import sys",
                   "",
                   "import pendulum",
                   "from airflow.providers.standard.operators.python import PythonOperator",
                   "from airflow.providers.standard.sensors.external_task import ExternalTaskSensor",
                   "from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, DeltaDataIntervalTimetable",
                   "",
-                  f"import {SUPPORT_MODULE} as pa",
+                  f"# {SUPPORT_MODULE}.py lies beside this file, which may sit below Airflow's dags folder",
+                  "if os.path.dirname(os.path.abspath(__file__)) not in sys.path:",
+                  "    sys.path.append(os.path.dirname(os.path.abspath(__file__)))",
+                  "",
+                  f"import {SUPPORT_MODULE} as pa  # noqa: E402",
                   "",
                   "with DAG(",
                   f"    dag_id={p.name!r},",
