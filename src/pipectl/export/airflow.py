@@ -203,9 +203,16 @@ def export_airflow(config: ProjectConfig, pipelines: Sequence[Pipeline], project
         files[d.path] = d.text
     for path, text in files.items():
         tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except OSError as e:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise ExportError(f"cannot write {path}: {e.strerror or e}") from None
         result.written.append(path)
     return result
 

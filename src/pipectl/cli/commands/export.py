@@ -17,7 +17,7 @@ app.add_typer(export_app, name="export")
 @export_app.command("airflow")
 def airflow(
     ctx: typer.Context,
-    pipelines: Annotated[Optional[list[str]], typer.Argument(metavar="[PIPELINE]...",
+    pipelines: Annotated[Optional[list[str]], typer.Argument(metavar="PIPELINE",
                                                              help="Pipelines to export (default: all).")] = None,
     out: Annotated[str, typer.Option("--out", metavar="DIR", help="Directory for the DAG files (made if missing).")] = "",
     version: Annotated[str, typer.Option("--airflow", metavar="MAJOR", help="Airflow major version.")] = "3",
