@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 
 from conftest import QUICKSTART, REPO, make_project, run_cli
 from pipectl.export.airflow import WARNING_HEAD, jinja_string, support_source
-from pipectl.templates import shell_command
+from pipectl.spec.templates import shell_command
 
 NOW = "2026-04-05T12:00:00Z"
 PROBE = REPO / "tests" / "fixtures" / "export_probe"

@@ -35,14 +35,14 @@ from airflow.serialization.encoders import coerce_to_core_timetable  # noqa: E40
 from airflow.timetables.base import TimeRestriction  # noqa: E402
 
 from conftest import QUICKSTART, REPO, cli_env, run_cli  # noqa: E402
-from pipectl.config import load_config  # noqa: E402
+from pipectl.spec.config import load_config  # noqa: E402
 from pipectl.export.airflow import ITEMS_SUFFIX, WATCHER  # noqa: E402
-from pipectl.model import ForeachCommand, Pipeline  # noqa: E402
-from pipectl.schedules import ds_of  # noqa: E402
-from pipectl.secrets import launch_env  # noqa: E402
-from pipectl.spec import load_pipelines  # noqa: E402
-from pipectl.templates import render, shell_command, task_env  # noqa: E402
-from pipectl.tick import instant  # noqa: E402
+from pipectl.model.pipeline import ForeachCommand, Pipeline  # noqa: E402
+from pipectl.timing.clock import ds_of  # noqa: E402
+from pipectl.spec.secrets import launch_env  # noqa: E402
+from pipectl.spec.loader import load_pipelines  # noqa: E402
+from pipectl.spec.templates import render, shell_command, task_env  # noqa: E402
+from pipectl.engine.tick import instant  # noqa: E402
 
 UTC = timezone.utc
 PROBE = REPO / "tests" / "fixtures" / "export_probe"

@@ -301,7 +301,8 @@ def dst_difference(cron: str, tz: str, first: date, last: date) -> str | None:
     ``first`` and ``last``, in words; None when they agree. cron runs a fixed time that falls in the
     skipped hour right after the jump and one in the repeated hour at its first occurrence; Airflow
     moves the first a whole hour on and takes the second occurrence of the other."""
-    from ..schedules import _transition, parse_cron
+    from pipectl.timing.cron import parse_cron
+    from pipectl.timing.timetable import _transition
 
     spec = parse_cron(cron)
     zone = ZoneInfo(tz)
