@@ -48,8 +48,6 @@ def airflow(
     if result.refusals and not lossy:
         for r in result.refusals:
             print(str(r), file=sys.stderr)
-        print(f"{PROG}: nothing written; --lossy exports these approximated, under a warning block",
-              file=sys.stderr)
         exit_with(2)
     for d in result.dags:
         for note in d.notes:
