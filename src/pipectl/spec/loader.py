@@ -1,11 +1,9 @@
 """Pipeline YAML -> validated, immutable ``model.Pipeline`` objects.
 
-Validation works on PyYAML's node tree rather than on constructed Python
-objects so that every problem keeps a position (``FILE:LINE:COL``), duplicate
-keys are visible (construction silently keeps the last one), and plain
-scalars can be read as written (YAML 1.1 turns ``no`` into False and ``2:30``
-into 150). Problems are collected, never raised: one run of ``validate``
-shows all of them, and a broken file only takes its own pipeline down.
+Each file is read over its YAML node tree (``spec.nodes``), so every problem keeps its
+``FILE:LINE:COL``; what each key may hold is the table in ``spec.keys`` (sensor kinds:
+``spec.sensors``). Problems are collected, never raised: one run of ``validate`` shows all of
+them, and a broken file only takes its own pipeline down.
 """
 from __future__ import annotations
 
@@ -17,33 +15,21 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipectl.model import dag
-from pipectl.timing.durations import MAX_SPEC_SECONDS, DurationError, date_bounds_problem, parse_duration
-from pipectl.model.states import TRIGGER_RULES
-from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline, ProjectConfig, RetryPolicy, Sensor, Task, frozen_map
+from pipectl.model.pipeline import (AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline,
+                                    ProjectConfig, RetryPolicy, Sensor, Task, frozen_map)
+from pipectl.spec import keys as K
+from pipectl.spec.keys import (MIN_EVERY, PIPELINE_KEYS, SCHEDULE_KEYS, TASK_KEYS, TASK_OPTION_KEYS, Templates,
+                               check_templates, read_command)
+from pipectl.spec.nodes import NodeReader, Pair, Pos, SpecError, is_kind, node_kind, suggest
+from pipectl.spec.sensors import KINDS as SENSOR_KINDS, FileSensor
+from pipectl.timing.durations import date_bounds_problem
 from pipectl.timing.cron import NICKNAMES
-from pipectl.spec.templates import TEMPLATE_VARS, find_variables
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-PIPELINE_KEYS = (
-    "name", "description", "schedule", "timezone", "start_date", "end_date", "catchup",
-    "max_active_runs", "params", "env", "env_file", "defaults", "tasks", "edges", "sla",
-    "on_failure", "on_retry", "on_success", "on_sla_miss", "assets",
-)
-HOOK_KEYS = ("on_failure", "on_retry", "on_success", "on_sla_miss")
-# keys a task may take from `defaults:`
-TASK_OPTION_KEYS = (
-    "retries", "retry_delay", "retry_backoff", "max_retry_delay", "retry_on_exit_codes",
-    "no_retry_exit_codes", "timeout", "trigger_rule", "env", "cwd", "pool", "priority", "sla",
-    *HOOK_KEYS, "poke_interval", "soft_fail",
-)
-TASK_KEYS = ("run", "needs", "sensor", "foreach", "produces", *TASK_OPTION_KEYS)
-SENSOR_KEYS = {"file": ("file", "min_size", "glob"), "command": ("command",), "http": ("http",), "task": ("task", "delta")}
-SCHEDULE_KEYS = {"cron": ("cron", "timezone"), "every": ("every",), "assets": ("assets", "mode"), "file": ("file",)}
-BASE_TEMPLATE_VARS = tuple(v for v in TEMPLATE_VARS if v not in ("params", "item"))
+__all__ = ["PIPELINE_KEYS", "TASK_KEYS", "TASK_OPTION_KEYS", "SpecError", "LoadResult", "load_pipelines",
+           "spec_files", "suggest", "node_kind"]
 
 _PIPELINE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # no dots (sensor targets are "pipeline.task") and no brackets (mapped ids are "task[0]")
@@ -51,36 +37,8 @@ _TASK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_TAG_KINDS = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "null": "null",
-              "timestamp": "date", "binary": "binary", "merge": "merge key"}
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-# The only YAML tags a spec may use: JSON-like values (plus dates). Others (!!binary, !!set,
-# !!python/..., local !tags) make values no snapshot, template or environment can carry.
-_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
-                        ("str", "int", "float", "bool", "null", "timestamp", "seq", "map", "merge"))
-# Aliases share nodes, so a few hundred bytes can stand for billions of values ("billion laughs").
-# Every reader of a spec walks values as if expanded: refuse a file whose expansion is bigger than
-# any honest pipeline (a thousand tasks of a dozen keys is ~50,000 nodes).
-MAX_SPEC_NODES = 200_000
-# Counts a spec may give; beyond these a value is a typo, and an int that SQLite cannot hold.
-MAX_RETRIES = 1000
-MAX_ACTIVE_RUNS = 10000
-MAX_PRIORITY = 1_000_000
-MAX_MIN_SIZE = 2**53
 # Names become directory and file names of logs (255 bytes at most on most file systems).
 MAX_NAME = 100
-MIN_EVERY = 1.0  # seconds: the scheduler's granularity; less would create runs faster than ticks can
-
-
-@dataclass(frozen=True)
-class SpecError:
-    file: str
-    line: int  # 1-based
-    col: int  # 1-based
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
 @dataclass
@@ -145,25 +103,6 @@ def _check_sensor_targets(parsed: list["_FileSpec"]) -> None:
 
 # -- helpers -----------------------------------------------------------------
 
-def suggest(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-def node_kind(node: Node) -> str:
-    if isinstance(node, MappingNode):
-        return "mapping"
-    if isinstance(node, SequenceNode):
-        return "list"
-    return _TAG_KINDS.get(node.tag.rsplit(":", 1)[-1], "string")
-
-
-def _is(node: Node, kind: str) -> bool:
-    return isinstance(node, ScalarNode) and node_kind(node) == kind
-
-
 def _shown(path: Path) -> str:
     try:
         rel = os.path.relpath(path)
@@ -192,16 +131,6 @@ def _cron_error(expr: str) -> str | None:
         return f"bad cron expression {expr!r}: {e}"
 
 
-def _timezone_error(tz: str) -> str | None:
-    from zoneinfo import ZoneInfo, available_timezones
-
-    try:
-        ZoneInfo(tz)
-        return None
-    except Exception:
-        return f"unknown timezone {tz!r}{suggest(tz, available_timezones())}"
-
-
 def _plain_value(value: Any) -> Any:
     """Params end up in JSON snapshots: dates become ISO strings."""
     if isinstance(value, (date, datetime)):
@@ -226,237 +155,48 @@ def _finite(value: Any) -> bool:
     return True
 
 
-Pos = tuple[int, int]
-Pair = tuple[Node, Node]
-
-
-@dataclass
-class _Templates:
-    """Which variables a template may use in one place of the spec."""
-
-    params: frozenset[str]
-    item: bool = False
-
-    def problem(self, name: str) -> str | None:
-        if name in BASE_TEMPLATE_VARS:
-            return None
-        if name == "item":
-            return None if self.item else "template variable 'item' is only available in tasks with 'foreach'"
-        if name.startswith("params.") and name[len("params."):] in self.params:
-            return None
-        choices = [*BASE_TEMPLATE_VARS, *(["item"] if self.item else []), *(f"params.{p}" for p in self.params)]
-        return f"unknown template variable {name!r}{suggest(name, choices)}"
+def _read_rows(r: "_FileSpec", rows: Iterable[K.Key], pairs: dict[str, Pair], scope: Templates | None,
+               out: dict[str, Any]) -> None:
+    """Each row's key that ``pairs`` holds (or that is read when left out) -> ``out[row.target]``."""
+    for row in rows:
+        pair = pairs.get(row.name)
+        if pair is None:
+            if not row.read_absent:
+                continue
+            node = None
+        else:
+            node = pair[1]
+            if row.null_is_absent and is_kind(node, "null"):
+                continue
+        value = row.value.read(r, row.name, node, r.scope if scope is None else scope)
+        if value is not None:
+            out[row.target] = value
 
 
 # -- one file ----------------------------------------------------------------
 
-class _FileSpec:
+class _FileSpec(NodeReader):
     def __init__(self, path: Path, config: ProjectConfig):
+        super().__init__(_shown(path))
         self.path = path
         self.config = config
-        self.shown = _shown(path)
         self.name = path.stem
         self.name_pos: Pos = (1, 1)
-        self.lines: list[str] = []
-        self.errors: list[SpecError] = []
         self.pipeline: Pipeline | None = None
         self.task_names: list[str] = []
         self.sensor_refs: list[tuple[Pos, str, str]] = []
         self.secret_env: set[str] = set()
-        self._constructor = yaml.constructor.SafeConstructor()
+        self.kw: dict[str, Any] = {}  # the Pipeline's arguments read so far
+        self.top: dict[str, Pair] = {}
+        self.when: dict[str, datetime] = {}  # start_date and end_date, parsed
 
-    # -- reporting --------------------------------------------------------
-    def error(self, where: Node | Pos, message: str, file: str | None = None) -> None:
-        line, col = self.pos(where)
-        # one line per problem, always: PyYAML's messages carry their own "in <string>, line 4" tail
-        message = " ".join(message.split("\n  in ")[0].split())
-        self.errors.append(SpecError(file or self.shown, line, col, message))
-
-    @staticmethod
-    def pos(where: Node | Pos) -> Pos:
-        if isinstance(where, Node):
-            return where.start_mark.line + 1, where.start_mark.column + 1
-        return where
-
-    def pos_in(self, node: ScalarNode, offset: int) -> Pos:
-        """Position of ``node.value[offset]`` in the file, when the source spells it verbatim."""
-        start, end = node.start_mark, node.end_mark
-        value = node.value
-        quoted = node.style in ("'", '"')
-        plain = not node.style  # the C loader spells plain as '', the Python one as None
-        if (plain or quoted) and start.line == end.line and start.line < len(self.lines):
-            raw = self.lines[start.line][start.column:end.column]
-            inner = raw[1:-1] if quoted else raw
-            if inner == value:
-                return start.line + 1, start.column + 1 + offset + quoted
-        if node.style == "|":
-            k = value.count("\n", 0, offset)
-            line_start = value.rfind("\n", 0, offset) + 1
-            line_text = value[line_start:].split("\n", 1)[0]
-            src_line = start.line + 1 + k
-            if src_line < len(self.lines):
-                at = self.lines[src_line].find(line_text)
-                if at >= 0:
-                    return src_line + 1, at + 1 + offset - line_start
-        return self.pos(node)
-
-    def sorted_errors(self) -> list[SpecError]:
-        unique = dict.fromkeys(self.errors)  # defaults are checked once per task: drop repeats
-        return sorted(unique, key=lambda e: (e.file != self.shown, e.file, e.line, e.col))
-
-    # -- reading nodes ----------------------------------------------------
-    def mapping(self, node: Node, what: str) -> dict[str, Pair] | None:
-        if not isinstance(node, MappingNode):
-            self.error(node, f"{what} must be a mapping, got {node_kind(node)}")
-            return None
-        out: dict[str, Pair] = {}
-        merged: list[Pair] = []
-        for key, value in node.value:
-            if key.tag == _MERGE_TAG:
-                merged.extend(self._merge_sources(value))
-                continue
-            if not isinstance(key, ScalarNode):
-                self.error(key, f"keys in {what} must be strings, got {node_kind(key)}")
-                continue
-            if key.value in out:
-                first = out[key.value][0].start_mark.line + 1
-                self.error(key, f"duplicate key {key.value!r} (first at line {first})")
-                continue
-            out[key.value] = (key, value)
-        for key, value in merged:  # `<<: *anchor` fills in only what is not written out
-            if isinstance(key, ScalarNode):
-                out.setdefault(key.value, (key, value))
-        return out
-
-    def _merge_sources(self, node: Node) -> list[Pair]:
-        sources = node.value if isinstance(node, SequenceNode) else [node]
-        pairs: list[Pair] = []
-        for src in sources:
-            if isinstance(src, MappingNode):
-                pairs.extend(src.value)
-            else:
-                self.error(src, f"'<<' must merge a mapping, got {node_kind(src)}")
-        return pairs
-
-    def known_keys(self, m: dict[str, Pair], allowed: Iterable[str], where: str) -> None:
-        allowed = tuple(allowed)
-        for key, (knode, _) in m.items():
-            if key not in allowed:
-                self.error(knode, f"unknown key {key!r}{where}{suggest(key, allowed)}")
-
-    def scalar(self, node: ScalarNode) -> Any:
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except Exception as e:
-            self.error(node, f"bad value {node.value!r}: {e}")
-            return None
-
-    def string(self, key: str, node: Node, nonempty: bool = True) -> str | None:
-        if not _is(node, "string"):
-            self.error(node, f"{key!r} must be a string, got {node_kind(node)}")
-            return None
-        if nonempty and not node.value.strip():
-            self.error(node, f"{key!r} must not be empty")
-            return None
-        return node.value
-
-    def text(self, key: str, node: Node) -> str | None:
-        """Any scalar, as written (for descriptions, list items, env values)."""
-        if not isinstance(node, ScalarNode) or _is(node, "null"):
-            self.error(node, f"{key!r} must be a string, got {node_kind(node)}")
-            return None
-        return node.value
-
-    def integer(self, key: str, node: Node, minimum: int | None = None, maximum: int | None = None) -> int | None:
-        if not _is(node, "integer"):
-            self.error(node, f"{key!r} must be an integer, got {node_kind(node)}")
-            return None
-        value = self.scalar(node)
-        if value is None:
-            return None
-        if minimum is not None and value < minimum or maximum is not None and value > maximum:
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            self.error(node, f"{key!r} must be {bound}, got {value}")
-            return None
-        return value
-
-    def boolean(self, key: str, node: Node) -> bool | None:
-        if not _is(node, "boolean"):
-            self.error(node, f"{key!r} must be true or false, got {node_kind(node)}")
-            return None
-        return self.scalar(node)
-
-    def duration(self, key: str, node: Node, positive: bool = False) -> float | None:
-        if not isinstance(node, ScalarNode) or node_kind(node) not in ("string", "integer", "number"):
-            self.error(node, f"{key!r} must be a duration (30s, 5m, 2h, 1d or seconds), got {node_kind(node)}")
-            return None
-        try:
-            seconds = parse_duration(self.scalar(node), maximum=MAX_SPEC_SECONDS)
-        except DurationError as e:
-            self.error(node, f"{key!r}: {e}")
-            return None
-        if positive and seconds <= 0:
-            self.error(node, f"{key!r} must be longer than 0")
-            return None
-        return seconds
-
-    def choice(self, key: str, node: Node, choices: Iterable[str]) -> str | None:
-        choices = tuple(choices)
-        value = self.string(key, node)
-        if value is not None and value not in choices:
-            self.error(node, f"{key!r} must be one of {', '.join(choices)}; got {value!r}{suggest(value, choices)}")
-            return None
-        return value
-
-    def items(self, key: str, node: Node, single_ok: bool = True) -> list[ScalarNode]:
-        """A list of scalars (or, with ``single_ok``, one scalar) as nodes."""
-        if single_ok and isinstance(node, ScalarNode) and not _is(node, "null"):
-            return [node]
-        if not isinstance(node, SequenceNode):
-            self.error(node, f"{key!r} must be a list, got {node_kind(node)}")
-            return []
-        good = []
-        for item in node.value:
-            if isinstance(item, ScalarNode) and not _is(item, "null"):
-                good.append(item)
-            else:
-                self.error(item, f"items of {key!r} must be strings, got {node_kind(item)}")
-        return good
-
-    def int_list(self, key: str, node: Node) -> tuple[int, ...] | None:
-        if not isinstance(node, SequenceNode):
-            self.error(node, f"{key!r} must be a list of exit codes, got {node_kind(node)}")
-            return None
-        codes = [self.integer(f"items of {key}", item, 0, 255) for item in node.value]
-        return None if None in codes else tuple(codes)
-
-    def timezone(self, node: Node) -> str | None:
-        tz = self.string("timezone", node)
-        if tz is not None:
-            problem = _timezone_error(tz)
-            if problem:
-                self.error(node, problem)
-                return None
-        return tz
-
-    def templates(self, node: ScalarNode, allowed: _Templates) -> None:
-        for name, offset in find_variables(node.value):
-            problem = allowed.problem(name)
-            if problem:
-                self.error(self.pos_in(node, offset), problem)
-
-    def command(self, key: str, node: Node, allowed: _Templates) -> str | None:
-        value = self.string(key, node)
-        if value is not None:
-            self.templates(node, allowed)
-            self.shell_templates(node, allowed)
-        return value
-
-    def shell_templates(self, node: ScalarNode, allowed: _Templates) -> None:
-        """A command for /bin/sh: every template must sit where a variable reference stays data."""
-        from pipectl.spec.templates import shell_problems
-        for offset, message in shell_problems(node.value, dict.fromkeys(allowed.params)):
-            self.error(self.pos_in(node, offset), message)
+    @property
+    def scope(self) -> Templates:
+        """Template variables of the pipeline's commands: its params, and ``file`` for file-triggered runs."""
+        declared = set(self.kw.get("params", ()))
+        if any(isinstance(s, FileSchedule) for s in self.kw.get("schedules", ())):
+            declared.add("file")
+        return Templates(frozenset(declared))
 
     # -- the file -----------------------------------------------------------
     def load(self) -> "_FileSpec":
@@ -465,16 +205,8 @@ class _FileSpec:
         except (OSError, UnicodeDecodeError) as e:
             self.error((1, 1), f"cannot read pipeline file: {getattr(e, 'strerror', None) or e}")
             return self
-        self.lines = text.splitlines()
-        try:
-            root = yaml.compose(text, Loader=_Loader)
-        except yaml.YAMLError as e:
-            self._syntax_error(e, text)
-            return self
-        except RecursionError:
-            self.error((1, 1), "YAML nesting too deep")
-            return self
-        if root is not None and not self._plain_tree(root):
+        root = self.compose(text)
+        if self.errors:
             return self
         if root is None:
             self.error((1, 1), "empty pipeline file: expected a mapping with 'tasks'")
@@ -489,182 +221,85 @@ class _FileSpec:
             self.pipeline = None if self.errors else pipeline
         return self
 
-    def _plain_tree(self, root: Node) -> bool:
-        """Refuse non-plain tags, recursive aliases and alias bombs before anything walks the tree.
-
-        One pass over the distinct nodes (aliases are shared, so this stays linear in the file)
-        counts the nodes of the expanded tree."""
-        size: dict[int, int] = {}
-        path: set[int] = set()  # nodes entered but not finished: the ancestors of the current one
-        stack: list[tuple[Node, bool]] = [(root, False)]
-        while stack:
-            node, done = stack.pop()
-            key = id(node)
-            children: list[Node] = []
-            if isinstance(node, SequenceNode):
-                children = list(node.value)
-            elif isinstance(node, MappingNode):
-                children = [n for pair in node.value for n in pair]
-            if done:
-                path.discard(key)
-                size[key] = total = 1 + sum(size[id(c)] for c in children)
-                if total > MAX_SPEC_NODES:
-                    self.error(node, f"YAML aliases expand this value to more than {MAX_SPEC_NODES} nodes "
-                                     "(an alias bomb?); write the values out")
-                    return False
-                continue
-            if key in size:
-                continue
-            if key in path:
-                self.error(node, "recursive YAML alias: a value may not contain itself")
-                return False
-            if node.tag not in _PLAIN_TAGS:
-                shown = node.tag.replace("tag:yaml.org,2002:", "!!")
-                self.error(node, f"unsupported YAML tag {shown!r}: specs take plain strings, numbers, booleans, "
-                                 "dates, lists and mappings")
-                return False
-            path.add(key)
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in size)
-        return True
-
-    def _syntax_error(self, e: yaml.YAMLError, text: str) -> None:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        if mark is not None:
-            pos = (mark.line + 1, mark.column + 1)
-        elif isinstance(e, yaml.reader.ReaderError):
-            before = text[: e.position]
-            pos = (before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1)
-        else:
-            pos = (1, 1)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        message = f"YAML syntax error: {problem}"
-        context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if context and cmark is not None:
-            message += f" ({context} at line {cmark.line + 1})"
-        line_text = self.lines[pos[0] - 1] if 0 < pos[0] <= len(self.lines) else ""
-        if "\t" in line_text[: pos[1]] or "\t" in problem:
-            # PyYAML only says "found character that cannot start any token"
-            message = ("YAML syntax error: a tab character; YAML indents with spaces only "
-                       "(replace the tab with spaces)")
-        if ">>" in line_text and "[" in line_text:
-            message += "; quote edges that start with '[', e.g. - \"[a, b] >> c\""
-        self.error(pos, message)
+    def syntax_error(self, e, text: str) -> None:
+        super().syntax_error(e, text)
         match = re.search(r"^name:\s*['\"]?([A-Za-z0-9_.-]+)", text, re.M)
         if match:  # keep the pipeline's real name so status shows it as invalid, not missing
             self.name = match.group(1)
 
     def pipeline_from(self, top: dict[str, Pair]) -> Pipeline | None:
         self.known_keys(top, PIPELINE_KEYS, "")
-        kw: dict[str, Any] = {}
-        self._name(top)
-        get = {k: v for k, (_, v) in top.items()}
-        pipeline_tz = self.config.timezone
-        if "timezone" in get:
-            pipeline_tz = self.timezone(get["timezone"]) or pipeline_tz
-        kw["timezone"] = pipeline_tz
-        if "description" in get and not _is(get["description"], "null"):
-            kw["description"] = self.text("description", get["description"]) or ""
-        schedules = self.schedules(get["schedule"]) if "schedule" in get else []
-        kw["schedules"] = tuple(schedules)
-        params = self.params(get["params"]) if "params" in get else {}
-        kw["params"] = frozen_map(params)
-        declared = set(params) | ({"file"} if any(isinstance(s, FileSchedule) for s in schedules) else set())
-        allowed = _Templates(frozenset(declared))
-        self.dates(get, kw)
-        if "catchup" in get:
-            kw["catchup"] = self.boolean("catchup", get["catchup"])
-        if "max_active_runs" in get:
-            kw["max_active_runs"] = self.integer("max_active_runs", get["max_active_runs"], 1, MAX_ACTIVE_RUNS)
-        if "sla" in get:
-            kw["sla"] = self.duration("sla", get["sla"], positive=True)
-        for hook in HOOK_KEYS:
-            if hook in get and not _is(get[hook], "null"):
-                kw[hook] = self.command(hook, get[hook], allowed)
-        env: dict[str, str] = {}
-        if "env_file" in get:
-            # only the file's path is kept: its values are read again when a task starts,
-            # so no secret of it reaches the state file
-            if self.env_file(get["env_file"]) is not None:
-                kw["env_file"] = str(Path(self.config.root) / os.path.expanduser(get["env_file"].value))
-        if "env" in get:
-            env.update(self.env_map(get["env"], "env"))
-        kw["env"] = frozen_map(env)
-        if "assets" in get:
-            kw["assets"] = frozen_map(self.assets(get["assets"], pipeline_tz))
-        tasks = self.tasks(top, get, allowed)
+        self.top = top
+        self.kw = kw = {"timezone": self.config.timezone}
+        _read_rows(self, K.PIPELINE_ROWS, top, None, kw)
         kw["secret_env"] = tuple(sorted(self.secret_env))
-        if self.errors or tasks is None:
+        if self.errors or kw.get("tasks") is None:
             return None
-        return Pipeline(name=self.name, path=str(self.path), tasks=frozen_map(tasks), **kw)
+        return Pipeline(path=str(self.path), **kw)
 
-    def _name(self, top: dict[str, Pair]) -> None:
-        if "name" in top:
-            knode, vnode = top["name"]
-            self.name_pos = self.pos(vnode)
-            name = self.string("name", vnode)
+    # -- the pipeline's keys (``Part`` rows of spec.keys name these ``read_*`` methods) -------------
+    def read_name(self, key: str, node: Node | None, scope: Templates) -> str:
+        if node is not None:
+            self.name_pos = self.pos(node)
+            name = self.string("name", node)
             if name is None:
-                return
+                return self.name
             self.name = name
         if not _PIPELINE_NAME_RE.match(self.name):
-            origin = "" if "name" in top else " (from the file name)"
+            origin = "" if node is not None else " (from the file name)"
             self.error(self.name_pos, f"pipeline name {self.name!r}{origin} may only contain letters, digits, "
                                       "'_', '-' and '.'")
         elif len(self.name) > MAX_NAME:
             self.error(self.name_pos, f"pipeline name is {len(self.name)} characters long; at most {MAX_NAME}")
+        return self.name
 
-    def dates(self, get: dict[str, Node], kw: dict[str, Any]) -> None:
-        when: dict[str, datetime] = {}
-        for key in ("start_date", "end_date"):
-            node = get.get(key)
-            if node is None or _is(node, "null"):
-                continue
-            parsed = _parse_when(node.value) if isinstance(node, ScalarNode) else None
-            if parsed is None:
-                shown = node.value if isinstance(node, ScalarNode) else node_kind(node)
-                self.error(node, f"{key!r} must be a date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]),"
-                                 f" got {shown!r}")
-                continue
-            problem = date_bounds_problem(parsed.year, parsed.month, parsed.day)
-            if problem:
-                self.error(node, f"{key!r} {problem}, got {node.value!r}")
-                continue
-            when[key] = parsed
-            kw[key] = date.fromisoformat(node.value).isoformat() if len(node.value) == 10 else parsed.isoformat()
-        if len(when) == 2:
-            start, end = when["start_date"], when["end_date"]
-            if (start.tzinfo is None) == (end.tzinfo is None) and end < start:
-                self.error(get["end_date"], "'end_date' is before 'start_date'")
+    def read_date(self, key: str, node: Node, scope: Templates) -> str | None:
+        parsed = _parse_when(node.value) if isinstance(node, ScalarNode) else None
+        if parsed is None:
+            shown = node.value if isinstance(node, ScalarNode) else node_kind(node)
+            self.error(node, f"{key!r} must be a date (YYYY-MM-DD) or datetime (YYYY-MM-DDTHH:MM[:SS][+HH:MM]),"
+                             f" got {shown!r}")
+            return None
+        problem = date_bounds_problem(parsed.year, parsed.month, parsed.day)
+        if problem:
+            self.error(node, f"{key!r} {problem}, got {node.value!r}")
+            return None
+        self.when[key] = parsed
+        if key == "end_date" and "start_date" in self.when:
+            start = self.when["start_date"]
+            if (start.tzinfo is None) == (parsed.tzinfo is None) and parsed < start:
+                self.error(node, "'end_date' is before 'start_date'")
+        return date.fromisoformat(node.value).isoformat() if len(node.value) == 10 else parsed.isoformat()
 
-    def params(self, node: Node) -> dict[str, Any]:
-        if _is(node, "null"):
-            return {}
+    def read_params(self, key: str, node: Node, scope: Templates) -> Any:
+        if is_kind(node, "null"):
+            return None
         m = self.mapping(node, "'params'")
         if m is None:
-            return {}
+            return None
         out = {}
-        for key, (_, vnode) in m.items():
+        for name, (_, vnode) in m.items():
             try:
-                value = _plain_value(self._constructor.construct_object(vnode, deep=True))
+                value = _plain_value(self.construct(vnode))
             except Exception as e:  # e.g. `!!bool all`, `!!int x`: the constructor's own errors
                 detail = getattr(e, "problem", None) or (e if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
-                self.error(vnode, f"bad value for param {key!r}: {detail}")
+                self.error(vnode, f"bad value for param {name!r}: {detail}")
                 continue
             if not _finite(value):
-                self.error(vnode, f"bad value for param {key!r}: numbers must be finite (no .inf or .nan)")
+                self.error(vnode, f"bad value for param {name!r}: numbers must be finite (no .inf or .nan)")
                 continue
-            out[key] = value
-        return out
+            out[name] = value
+        return frozen_map(out)
 
     # -- schedules ------------------------------------------------------------
-    def schedules(self, node: Node) -> list:
-        if _is(node, "null"):
-            return []
+    def read_schedules(self, key: str, node: Node, scope: Templates) -> tuple | None:
+        if is_kind(node, "null"):
+            return None
         nodes = node.value if isinstance(node, SequenceNode) else [node]
-        return [s for s in (self.schedule(n) for n in nodes) if s is not None]
+        return tuple(s for s in (self.schedule(n) for n in nodes) if s is not None)
 
     def schedule(self, node: Node):
-        if _is(node, "string"):
+        if is_kind(node, "string"):
             cron = self.cron(node)
             return CronSchedule(cron) if cron else None
         if not isinstance(node, MappingNode):
@@ -683,25 +318,21 @@ class _FileSpec:
             return None
         kind = kinds[0]
         self.known_keys(m, SCHEDULE_KEYS[kind], f" in {kind} schedule")
-        value = m[kind][1]
+        values: dict[str, Any] = {}
+        _read_rows(self, K.keys(f"{kind} schedule"), m, Templates(frozenset()), values)
         if kind == "cron":
-            cron = self.cron(value) if self.string("cron", value) is not None else None
-            tz = self.timezone(m["timezone"][1]) if "timezone" in m else None
-            return CronSchedule(cron, tz) if cron else None
+            return CronSchedule(values["cron"], values.get("timezone")) if values.get("cron") else None
         if kind == "every":
-            seconds = self.duration("every", value, positive=True)
-            if seconds is not None and seconds < MIN_EVERY:
-                self.error(value, f"'every' must be at least {MIN_EVERY:g}s")
-                return None
-            return EverySchedule(seconds) if seconds else None
+            return EverySchedule(values["every"]) if values.get("every") else None
         if kind == "assets":
-            assets = [self.text("assets", n) for n in self.items("assets", value)]
-            mode = self.choice("mode", m["mode"][1], ("all", "any")) if "mode" in m else "all"
-            if not assets and isinstance(value, SequenceNode):
-                self.error(value, "'assets' must name at least one asset")
-            return AssetSchedule(tuple(assets), mode) if assets and mode and None not in assets else None
-        pattern = self.string("file", value)
-        return FileSchedule(pattern) if pattern else None
+            assets, mode = values["assets"], values.get("mode") if "mode" in m else "all"
+            if not assets and isinstance(m["assets"][1], SequenceNode):
+                self.error(m["assets"][1], "'assets' must name at least one asset")
+            return AssetSchedule(assets, mode) if assets and mode and None not in assets else None
+        return FileSchedule(values["file"]) if values.get("file") else None
+
+    def read_cron(self, key: str, node: Node, scope: Templates) -> str | None:
+        return self.cron(node) if self.string("cron", node) is not None else None
 
     def cron(self, node: ScalarNode) -> str | None:
         expr = " ".join(node.value.split())
@@ -716,25 +347,36 @@ class _FileSpec:
             return None
         return expr
 
+    def read_every(self, key: str, node: Node, scope: Templates) -> float | None:
+        seconds = self.duration("every", node, positive=True)
+        if seconds is not None and seconds < MIN_EVERY:
+            self.error(node, f"'every' must be at least {MIN_EVERY:g}s")
+            return None
+        return seconds
+
+    def read_schedule_assets(self, key: str, node: Node, scope: Templates) -> tuple[str | None, ...]:
+        """The names, None for each that is no name (reported): the schedule checks the whole."""
+        return tuple(self.text("assets", n) for n in self.items("assets", node))
+
     # -- env ------------------------------------------------------------------
-    def env_map(self, node: Node, what: str) -> dict[str, str]:
-        if _is(node, "null"):
-            return {}
-        m = self.mapping(node, f"{what!r}")
+    def read_env_map(self, key: str, node: Node, scope: Templates) -> Any:
+        if is_kind(node, "null"):
+            return frozen_map({})
+        m = self.mapping(node, f"{key!r}")
         if m is None:
-            return {}
+            return frozen_map({})
         out = {}
-        for key, (knode, vnode) in m.items():
-            if not _ENV_NAME_RE.match(key):
-                self.error(knode, f"bad environment variable name {key!r}")
+        for name, (knode, vnode) in m.items():
+            if not _ENV_NAME_RE.match(name):
+                self.error(knode, f"bad environment variable name {name!r}")
                 continue
-            value = self.text(key, vnode)
+            value = self.text(name, vnode)
             if value is None:
                 continue
-            value = self._resolve_secrets(key, value, vnode)
+            value = self._resolve_secrets(name, value, vnode)
             if value is not None:
-                out[key] = value
-        return out
+                out[name] = value
+        return frozen_map(out)
 
     def _resolve_secrets(self, key: str, value: str, node: ScalarNode) -> str | None:
         """``${NAME}`` reads the caller's environment when a task starts; such values are masked in output.
@@ -752,7 +394,9 @@ class _FileSpec:
             return None
         return value
 
-    def env_file(self, node: Node) -> dict[str, str] | None:
+    def read_env_file(self, key: str, node: Node, scope: Templates) -> str | None:
+        """Only the file's path is kept: its values are read again when a task starts, so no
+        secret of it reaches the state file."""
         from pipectl.spec.secrets import parse_env_file
         rel = self.string("env_file", node)
         if rel is None:
@@ -768,47 +412,47 @@ class _FileSpec:
         for number in bad:
             self.error((number, 1), "expected KEY=VALUE", file=shown)
         self.secret_env.update(out)
-        return out
+        return str(path)
 
     # -- assets ---------------------------------------------------------------
-    def assets(self, node: Node, pipeline_tz: str) -> dict[str, Any]:
-        if _is(node, "null"):
-            return {}
+    def read_assets(self, key: str, node: Node, scope: Templates) -> Any:
+        if is_kind(node, "null"):
+            return None
         m = self.mapping(node, "'assets'") or {}
+        pipeline_tz = self.kw["timezone"]
         out = {}
         for name, (knode, vnode) in m.items():
             spec = self.mapping(vnode, f"asset {name!r}")
             if spec is None:
                 continue
-            self.known_keys(spec, ("fresh_by", "timezone"), f" in asset {name!r}")
+            self.known_keys(spec, K.names(K.keys(K.ASSET)), f" in asset {name!r}")
             entry = {"timezone": pipeline_tz}
             if "fresh_by" not in spec:
                 self.error(knode, f"asset {name!r} needs 'fresh_by' (HH:MM)")
-            else:
-                fnode = spec["fresh_by"][1]
-                hhmm = _HHMM_RE.match(fnode.value) if isinstance(fnode, ScalarNode) else None
-                if hhmm is None:
-                    self.error(fnode, f"'fresh_by' must be a time HH:MM, got {getattr(fnode, 'value', node_kind(fnode))!r}")
-                else:
-                    entry["fresh_by"] = f"{int(hhmm.group(1)):02d}:{hhmm.group(2)}"
-            if "timezone" in spec:
-                entry["timezone"] = self.timezone(spec["timezone"][1]) or pipeline_tz
+            _read_rows(self, K.keys(K.ASSET), spec, scope, entry)
             out[name] = frozen_map(entry)
-        return out
+        return frozen_map(out)
+
+    def read_fresh_by(self, key: str, node: Node, scope: Templates) -> str | None:
+        hhmm = _HHMM_RE.match(node.value) if isinstance(node, ScalarNode) else None
+        if hhmm is None:
+            self.error(node, f"'fresh_by' must be a time HH:MM, got {getattr(node, 'value', node_kind(node))!r}")
+            return None
+        return f"{int(hhmm.group(1)):02d}:{hhmm.group(2)}"
 
     # -- tasks ----------------------------------------------------------------
-    def tasks(self, top: dict[str, Pair], get: dict[str, Node], allowed: _Templates) -> dict[str, Task] | None:
-        if "tasks" not in top:
+    def read_tasks(self, key: str, node: Node | None, scope: Templates) -> Any:
+        if node is None:
             self.error((1, 1), "pipeline has no 'tasks'")
             return None
-        tasks = self.mapping(get["tasks"], "'tasks'")
+        tasks = self.mapping(node, "'tasks'")
         if tasks is None:
             return None
         if not tasks:
-            self.error(top["tasks"][0], "'tasks' must declare at least one task")
+            self.error(self.top["tasks"][0], "'tasks' must declare at least one task")
             return None
         self.task_names = list(tasks)
-        defaults = self.defaults(get.get("defaults"), allowed)
+        defaults = self.defaults(self.top.get("defaults"), scope)
         edge_pos: dict[tuple[str, str], Pos] = {}
         needs: dict[str, list[str]] = {name: [] for name in tasks}
         built: dict[str, dict[str, Any]] = {}
@@ -819,103 +463,72 @@ class _FileSpec:
                 self.error(knode, f"task name is {len(name)} characters long; at most {MAX_NAME}")
             spec = self.mapping(vnode, f"task {name!r}")
             if spec is not None:
-                built[name] = self.task(name, knode, spec, defaults, allowed, needs, edge_pos)
-        if "edges" in get:
-            self.edges(get["edges"], tasks, needs, edge_pos)
+                built[name] = self.task(name, knode, spec, defaults, scope, needs, edge_pos)
+        if "edges" in self.top:
+            self.edges(self.top["edges"][1], needs, edge_pos)
         self.cycles(list(tasks), needs, edge_pos)
         if self.errors:
             return None
         order = {name: i for i, name in enumerate(tasks)}
-        return {name: Task(name=name, needs=tuple(sorted(set(needs[name]), key=order.__getitem__)), **kw)
-                for name, kw in built.items()}
+        return frozen_map({name: Task(name=name, needs=tuple(sorted(set(needs[name]), key=order.__getitem__)), **kw)
+                           for name, kw in built.items()})
 
-    def defaults(self, node: Node | None, allowed: _Templates) -> dict[str, Pair]:
-        if node is None or _is(node, "null"):
+    def defaults(self, pair: Pair | None, scope: Templates) -> dict[str, Pair]:
+        if pair is None or is_kind(pair[1], "null"):
             return {}
-        m = self.mapping(node, "'defaults'") or {}
+        m = self.mapping(pair[1], "'defaults'") or {}
         self.known_keys(m, TASK_OPTION_KEYS, " in defaults")
         valid = {k: v for k, v in m.items() if k in TASK_OPTION_KEYS}
-        self.options(valid, _Templates(allowed.params, item=True), sensor=True)  # report problems once
+        self.options(valid, Templates(scope.params, item=True), sensor=True)  # report problems once
         return valid
 
-    def task(self, name: str, knode: Node, spec: dict[str, Pair], defaults: dict[str, Pair], allowed: _Templates,
+    def task(self, name: str, knode: Node, spec: dict[str, Pair], defaults: dict[str, Pair], scope: Templates,
              needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> dict[str, Any]:
         self.known_keys(spec, TASK_KEYS, f" in task {name!r}")
         get = {k: v for k, (_, v) in spec.items()}
-        here = _Templates(allowed.params, item="foreach" in get)
+        here = Templates(scope.params, item="foreach" in get)
         kw: dict[str, Any] = {}
         if "foreach" in get:
-            kw["foreach"] = self.foreach(get["foreach"], allowed)
+            kw["foreach"] = self.read_foreach("foreach", get["foreach"], scope)
         is_sensor = "sensor" in get
         if is_sensor and "run" in get:
             self.error(spec["sensor"][0], f"task {name!r} has both 'run' and 'sensor'; a sensor task has no 'run'")
         elif not is_sensor and "run" not in get:
             self.error(knode, f"task {name!r} needs 'run' (or 'sensor')")
         if "run" in get:
-            kw["run"] = self.run(get["run"], here)
-        for key in ("poke_interval", "soft_fail"):
-            if key in spec and not is_sensor:
-                self.error(spec[key][0], f"{key!r} only applies to sensor tasks")
+            kw["run"] = self.read_run("run", get["run"], here)
+        for row in K.OPTION_ROWS:
+            if row.sensor_only and row.name in spec and not is_sensor:
+                self.error(spec[row.name][0], f"{row.name!r} only applies to sensor tasks")
         options = {**defaults, **{k: v for k, v in spec.items() if k in TASK_OPTION_KEYS}}
-        if "env" in defaults and "env" in spec:
-            options.pop("env")
-            env = {**self.env_map(defaults["env"][1], "env"), **self.env_map(spec["env"][1], "env")}
-        else:
-            env = None
+        merged: dict[str, Any] = {}
+        for row in K.OPTION_ROWS:  # a mapping in both: the task's entries over the defaults' ones
+            if row.merge and row.name in defaults and row.name in spec:
+                options.pop(row.name)
+                merged[row.target] = frozen_map({**row.value.read(self, row.name, defaults[row.name][1], here),
+                                                 **row.value.read(self, row.name, spec[row.name][1], here)})
         kw.update(self.options(options, here, sensor=is_sensor))
-        if env is not None:
-            kw["env"] = frozen_map(env)
+        kw.update(merged)
         if is_sensor:
             kw["sensor"] = self.sensor(get["sensor"], here, kw)
         if "needs" in get:
             for item in self.items("needs", get["needs"]):
-                self.upstream(item.value, name, item, self.pos(item), f" in needs of task {name!r}", needs, edge_pos)
+                self.upstream(item.value, name, self.pos(item), f" in needs of task {name!r}", needs, edge_pos)
         if "produces" in get:
             kw["produces"] = tuple(dict.fromkeys(n.value for n in self.items("produces", get["produces"])))
         return kw
 
-    def options(self, options: dict[str, Pair], allowed: _Templates, sensor: bool) -> dict[str, Any]:
+    def options(self, options: dict[str, Pair], scope: Templates, sensor: bool) -> dict[str, Any]:
         """Keys shared by tasks and `defaults:` -> Task keyword arguments (plus sensor settings)."""
-        get = {k: v for k, (_, v) in options.items()}
-        retry: dict[str, Any] = {}
-        if "retries" in get:
-            retry["retries"] = self.integer("retries", get["retries"], 0, MAX_RETRIES)
-        for key in ("retry_delay", "max_retry_delay"):
-            if key in get:
-                retry[key] = self.duration(key, get[key])
-        if "retry_backoff" in get:
-            retry["retry_backoff"] = self.choice("retry_backoff", get["retry_backoff"], ("fixed", "exponential"))
-        for key in ("retry_on_exit_codes", "no_retry_exit_codes"):
-            if key in get:
-                retry[key] = self.int_list(key, get[key])
-        kw: dict[str, Any] = {"retry": RetryPolicy(**{k: v for k, v in retry.items() if v is not None})}
-        if "timeout" in get:
-            kw["timeout"] = self.duration("timeout", get["timeout"], positive=True)
-        if "sla" in get:
-            kw["sla"] = self.duration("sla", get["sla"], positive=True)
-        if "trigger_rule" in get:
-            kw["trigger_rule"] = self.choice("trigger_rule", get["trigger_rule"], TRIGGER_RULES)
-        if "env" in get:
-            kw["env"] = frozen_map(self.env_map(get["env"], "env"))
-        if "cwd" in get:
-            kw["cwd"] = self.string("cwd", get["cwd"])
-        if "pool" in get:
-            kw["pool"] = self.pool(get["pool"])
-        if "priority" in get:
-            kw["priority"] = self.integer("priority", get["priority"], -MAX_PRIORITY, MAX_PRIORITY)
-        for hook in HOOK_KEYS:
-            if hook in get and not _is(get[hook], "null"):
-                kw[hook] = self.command(hook, get[hook], allowed)
-        if "poke_interval" in get:
-            kw["poke_interval"] = self.duration("poke_interval", get["poke_interval"])  # 0s: at every check
-        if "soft_fail" in get:
-            kw["soft_fail"] = self.boolean("soft_fail", get["soft_fail"])
-        sensor_keys = {k: kw.pop(k) for k in ("poke_interval", "soft_fail") if k in kw}
+        values: dict[str, Any] = {}
+        _read_rows(self, K.OPTION_ROWS, options, scope, values)
+        kw: dict[str, Any] = {"retry": RetryPolicy(**{k[6:]: v for k, v in values.items() if k.startswith("retry.")})}
+        kw.update((k, v) for k, v in values.items() if "." not in k)
         if sensor:
-            kw["_sensor"] = sensor_keys
-        return {k: v for k, v in kw.items() if v is not None}
+            kw["_sensor"] = {k[7:]: v for k, v in values.items() if k.startswith("sensor.")}
+        return kw
 
-    def pool(self, node: Node) -> str | None:
+    def read_pool(self, key: str, node: Node, scope: Templates) -> str | None:
         pool = self.string("pool", node)
         if pool is not None and pool not in self.config.pools:
             self.error(node, f"unknown pool {pool!r}{suggest(pool, self.config.pools)}"
@@ -923,20 +536,20 @@ class _FileSpec:
             return None
         return pool
 
-    def run(self, node: Node, allowed: _Templates) -> str | tuple[str, ...] | None:
-        if _is(node, "string"):
-            return self.command("run", node, allowed)
+    def read_run(self, key: str, node: Node, scope: Templates) -> str | tuple[str, ...] | None:
+        if is_kind(node, "string"):
+            return read_command(self, "run", node, scope)
         if isinstance(node, SequenceNode):
             argv = self.items("run", node, single_ok=False)
             if not node.value:
                 self.error(node, "'run' must not be an empty list")
             for item in argv:
-                self.templates(item, allowed)
+                check_templates(self, item, scope)
             return tuple(item.value for item in argv)
         self.error(node, f"'run' must be a string or a list, got {node_kind(node)}")
         return None
 
-    def foreach(self, node: Node, allowed: _Templates) -> tuple[str, ...] | ForeachCommand | None:
+    def read_foreach(self, key: str, node: Node, scope: Templates) -> tuple[str, ...] | ForeachCommand | None:
         if isinstance(node, SequenceNode):
             items = self.items("foreach", node, single_ok=False)
             if not node.value:
@@ -944,57 +557,39 @@ class _FileSpec:
             return tuple(item.value for item in items)
         if isinstance(node, MappingNode):
             m = self.mapping(node, "'foreach'") or {}
-            self.known_keys(m, ("command",), " in foreach")
+            self.known_keys(m, K.names(K.keys(K.FOREACH)), " in foreach")
             if "command" not in m:
                 self.error(node, "'foreach' needs a list of items or 'command'")
                 return None
-            command = self.command("command", m["command"][1], allowed)
+            command = read_command(self, "command", m["command"][1], scope)
             return ForeachCommand(command) if command else None
         self.error(node, f"'foreach' must be a list or a mapping with 'command', got {node_kind(node)}")
         return None
 
-    def sensor(self, node: Node, allowed: _Templates, kw: dict[str, Any]) -> Sensor | None:
+    def sensor(self, node: Node, scope: Templates, kw: dict[str, Any]) -> Sensor | None:
         settings = kw.pop("_sensor", {})
         m = self.mapping(node, "'sensor'")
         if m is None:
             return None
-        kinds = [k for k in m if k in SENSOR_KEYS]
+        kinds = [k for k in m if k in SENSOR_KINDS]
         if len(kinds) != 1:
-            every = [k for keys in SENSOR_KEYS.values() for k in keys]
-            self.known_keys(m, every, " in sensor")
+            self.known_keys(m, [k for kind in SENSOR_KINDS.values() for k in kind.key_names()], " in sensor")
             self.error(node if not kinds else m[kinds[1]][0],
                        "a sensor has exactly one of 'file', 'command', 'http' or 'task'")
             return None
-        kind = kinds[0]
-        self.known_keys(m, SENSOR_KEYS[kind], f" in {kind} sensor")
-        tnode = m[kind][1]
-        target = self.string(kind, tnode)
+        kind = SENSOR_KINDS[kinds[0]]
+        self.known_keys(m, kind.key_names(), f" in {kind.name} sensor")
+        tnode = m[kind.name][1]
+        target = self.string(kind.name, tnode)
         if target is None:
             return None
-        extra: dict[str, Any] = {}
-        if kind in ("file", "command", "http"):
-            self.templates(tnode, allowed)
-        if kind == "command":
-            self.shell_templates(tnode, allowed)
-        if kind == "http" and not target.startswith(("http://", "https://")):
-            self.error(tnode, f"'http' must be an http:// or https:// URL, got {target!r}")
-        if kind == "task":
-            pipeline, dot, task = target.rpartition(".")
-            if not dot or not pipeline or not task:
-                self.error(tnode, f"'task' must be PIPELINE.TASK, got {target!r}")
-            else:
-                self.sensor_refs.append((self.pos(tnode), pipeline, task))
-            if "delta" in m:
-                extra["delta"] = self.duration("delta", m["delta"][1])
-        if "min_size" in m:
-            extra["min_size"] = self.integer("min_size", m["min_size"][1], 0, MAX_MIN_SIZE)
-        if "glob" in m:
-            extra["glob"] = self.boolean("glob", m["glob"][1])
-        settings = {**settings, **{k: v for k, v in extra.items() if v is not None}}
-        return Sensor(kind=kind, target=target, timeout=kw.get("timeout"), **settings)
+        extra = kind.read(self, m, tnode, target, scope)
+        if kind is not FileSensor:  # a stray min_size or glob is reported unknown, and its value checked too
+            extra.update(FileSensor.read_keys(self, m, scope))
+        return Sensor(kind=kind.name, target=target, timeout=kw.get("timeout"), **{**settings, **extra})
 
     # -- graph ----------------------------------------------------------------
-    def upstream(self, up: str, down: str, node: ScalarNode, pos: Pos, where: str,
+    def upstream(self, up: str, down: str, pos: Pos, where: str,
                  needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
         if up not in needs:
             self.error(pos, f"unknown task {up!r}{where}{suggest(up, needs)}")
@@ -1002,9 +597,8 @@ class _FileSpec:
         needs[down].append(up)
         edge_pos.setdefault((up, down), pos)
 
-    def edges(self, node: Node, tasks: dict[str, Pair], needs: dict[str, list[str]],
-              edge_pos: dict[tuple[str, str], Pos]) -> None:
-        if _is(node, "null"):
+    def edges(self, node: Node, needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
+        if is_kind(node, "null"):
             return
         for item in self.items("edges", node):
             steps = self.edge_steps(item)
@@ -1023,7 +617,7 @@ class _FileSpec:
         steps: list[list[tuple[str, int]]] = []
         offset = 0
         for part in text.split(">>"):
-            names = self._step_names(part, offset)
+            names = _step_names(part, offset)
             if names is None:
                 self.error(self.pos_in(node, offset), f"bad edge {text!r}: expected 'a >> b', '[a, b] >> c'")
                 return []
@@ -1038,24 +632,6 @@ class _FileSpec:
                     self.error(self.pos_in(node, off), f"unknown task {name!r} in edges{suggest(name, self.task_names)}")
         return steps
 
-    @staticmethod
-    def _step_names(part: str, offset: int) -> list[tuple[str, int]] | None:
-        stripped = part.strip()
-        start = offset + part.index(stripped) if stripped else offset
-        if stripped.startswith("[") and stripped.endswith("]"):
-            inner, base = stripped[1:-1], start + 1
-            names, pos = [], 0
-            for piece in inner.split(","):
-                name = piece.strip()
-                if not name:
-                    return None
-                names.append((name, base + pos + piece.index(name)))
-                pos += len(piece) + 1
-            return names
-        if not stripped or any(c in stripped for c in "[], "):
-            return None
-        return [(stripped, start)]
-
     def cycles(self, nodes: list[str], needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
         """Report each cycle once, at the edge that closes it (the one written last)."""
         graph = {n: list(ups) for n, ups in needs.items()}
@@ -1067,3 +643,21 @@ class _FileSpec:
             closing = max(pairs, key=lambda p: edge_pos.get(p, (0, 0)))
             self.error(edge_pos.get(closing, (1, 1)), "cycle: " + " -> ".join(cycle))
             graph[closing[1]] = [u for u in graph[closing[1]] if u != closing[0]]
+
+
+def _step_names(part: str, offset: int) -> list[tuple[str, int]] | None:
+    stripped = part.strip()
+    start = offset + part.index(stripped) if stripped else offset
+    if stripped.startswith("[") and stripped.endswith("]"):
+        inner, base = stripped[1:-1], start + 1
+        names, pos = [], 0
+        for piece in inner.split(","):
+            name = piece.strip()
+            if not name:
+                return None
+            names.append((name, base + pos + piece.index(name)))
+            pos += len(piece) + 1
+        return names
+    if not stripped or any(c in stripped for c in "[], "):
+        return None
+    return [(stripped, start)]
