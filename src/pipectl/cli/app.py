@@ -432,7 +432,7 @@ def task_states(c: Ctx, run) -> dict[str, str]:
     """Task instance id (``task`` or ``task[i]``) -> state, for ``run``. Read-only."""
     store = open_state(c)
     try:
-        return {ti["task"]: ti["state"] for ti in store.task_instances(run["id"])}
+        return {ti.task: ti.state for ti in store.task_instances(run.id)}
     finally:
         store.close()
 

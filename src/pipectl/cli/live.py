@@ -55,63 +55,63 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
     for name, row in sorted(store.pipeline_rows().items()):
         if pipeline is not None and name != pipeline:
             continue
-        if row["paused"]:
+        if row.paused:
             out["notes"].append(f"{name} is paused")
-        if not row["valid"] and row["error"]:
-            out["notes"].append(f"{name} spec is invalid: {row['error']}")
+        if not row.valid and row.error:
+            out["notes"].append(f"{name} spec is invalid: {row.error}")
     active = store.active_runs()
-    for gone in set(specs) - {r["id"] for r in active}:  # finished runs leave the cache
+    for gone in set(specs) - {r.id for r in active}:  # finished runs leave the cache
         del specs[gone]
-    runs = [r for r in active if pipeline is None or r["pipeline"] == pipeline]
-    by_id = {r["id"]: r for r in runs}
+    runs = [r for r in active if pipeline is None or r.pipeline == pipeline]
+    by_id = {r.id: r for r in runs}
     counts = out["counts"]
-    counts["runs_running"] = sum(r["state"] == "running" for r in runs)
-    counts["runs_queued"] = sum(r["state"] == "queued" for r in runs)
+    counts["runs_running"] = sum(r.state == "running" for r in runs)
+    counts["runs_queued"] = sum(r.state == "queued" for r in runs)
 
     def spec(run) -> Pipeline | None:
-        if run["id"] not in specs:
+        if run.id not in specs:
             try:
-                specs[run["id"]] = Pipeline.from_dict(loads(store.run_spec(run["id"])))
+                specs[run.id] = Pipeline.from_dict(loads(store.run_spec(run.id)))
             except Exception:  # noqa: BLE001 - a snapshot this version cannot read: show the run without it
-                specs[run["id"]] = None
-        return specs[run["id"]]
+                specs[run.id] = None
+        return specs[run.id]
 
     # running tries, oldest first: the one running longest is the one to look at
     for t in store.active_tries():
-        run = by_id.get(t["run"])
+        run = by_id.get(t.run)
         if run is None:
             continue
         counts["running"] += 1
         if len(out["running"]) < limit:
-            start = t["start"]
+            start = t.start
             out["running"].append({
-                **_run_keys(run, spec(run)), "task": t["task"], "try": t["try_number"], "start": start,
+                **_run_keys(run, spec(run)), "task": t.task, "try": t.try_number, "start": start,
                 "elapsed": max(0.0, now - start) if start else None,
-                "timeout_in": (start + t["timeout"] - now) if start and t["timeout"] else None,
-                "log": t["log_path"],
+                "timeout_in": (start + t.timeout - now) if start and t.timeout else None,
+                "log": t.log_path,
             })
 
     # waiting task instances: running runs task by task (DAG order), then queued runs one line each
     why_of = waiting_reasons(store, config, now, spec)
-    for run in sorted(runs, key=lambda r: r["state"] != "running"):
+    for run in sorted(runs, key=lambda r: r.state != "running"):
         p = spec(run)
-        if run["state"] == "queued":
+        if run.state == "queued":
             counts["waiting"] += 1
             if len(out["waiting"]) < limit:
                 reasons = why_of(run, p)
                 why = reasons[0]["why"] if reasons else "run is queued"
                 out["waiting"].append({**_run_keys(run, p), "task": None, "state": "queued", "why": why, "due": None})
             continue
-        tis = [ti for ti in store.task_instances(run["id"]) if ti["state"] in WAITING_STATES]
+        tis = [ti for ti in store.task_instances(run.id) if ti.state in WAITING_STATES]
         counts["waiting"] += len(tis)
         room = limit - len(out["waiting"])
         if not tis or room <= 0:
             continue
         whys = {r["task"]: r["why"] for r in why_of(run, p)}
         for ti in _dag_order(tis, p)[:room]:
-            due = ti["next_try_at"] if ti["state"] == "up_for_retry" else ti["sensor_next"]
-            out["waiting"].append({**_run_keys(run, p), "task": ti["task"], "state": ti["state"],
-                                   "why": whys.get(ti["task"], ti["state"]),
+            due = ti.next_try_at if ti.state == "up_for_retry" else ti.sensor_next
+            out["waiting"].append({**_run_keys(run, p), "task": ti.task, "state": ti.state,
+                                   "why": whys.get(ti.task, ti.state),
                                    "due": due, "due_in": (due - now) if due else None})
 
     if why_of.error:
@@ -131,9 +131,9 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
         if p.sla:
             slas.append({**_run_keys(run, p), "task": None, "deadline": start + p.sla})
         if task_slas:
-            for ti in store.task_instances(run["id"]):
-                if ti["base"] in task_slas and ti["state"] in ("pending", "running", "up_for_retry"):
-                    slas.append({**_run_keys(run, p), "task": ti["task"], "deadline": start + task_slas[ti["base"]]})
+            for ti in store.task_instances(run.id):
+                if ti.base in task_slas and ti.state in ("pending", "running", "up_for_retry"):
+                    slas.append({**_run_keys(run, p), "task": ti.task, "deadline": start + task_slas[ti.base]})
     slas.sort(key=lambda s: s["deadline"])
     counts["sla"] = len(slas)
     for s in slas[:limit]:
@@ -145,10 +145,10 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
     counts["failures"] = len(fails)
     for f in fails:
         out["failures"].append({
-            "pipeline": f["pipeline"], "run_id": f["run_id"], "ds": f["ds"],
-            "label": _label(f["ds"], f["logical_date"], None), "task": f["task"], "try": f["try_number"],
-            "exit_code": f["exit_code"], "reason": f["reason"], "end": f["end"],
-            "ago": (now - f["end"]) if f["end"] else None, "log": f["log_path"],
+            "pipeline": f.pipeline, "run_id": f.run_id, "ds": f.ds,
+            "label": _label(f.ds, f.logical_date, None), "task": f.task, "try": f.try_number,
+            "exit_code": f.exit_code, "reason": f.reason, "end": f.end,
+            "ago": (now - f.end) if f.end else None, "log": f.log_path,
         })
     return out
 
@@ -175,8 +175,8 @@ def waiting_reasons(store: Store, config: ProjectConfig, now: float, spec_of: Ca
                 why.error = f"{type(e).__name__}: {e}"
         if step[0] is None:
             return []
-        if run["id"] in step[0].run_notes:
-            return [{"task": None, "state": run["state"], "why": step[0].run_notes[run["id"]]}]
+        if run.id in step[0].run_notes:
+            return [{"task": None, "state": run.state, "why": step[0].run_notes[run.id]}]
         return [v.as_dict() for v in rules.explain_run(store, config, run, pipeline, now, step[0])]
 
     why.error = None
@@ -187,7 +187,7 @@ def _dag_order(tis: list, pipeline: Pipeline | None) -> list:
     if pipeline is None:
         return tis
     order = {name: i for i, name in enumerate(_topo(pipeline))}
-    return sorted(tis, key=lambda ti: (order.get(ti["base"], len(order)), ti["id"]))
+    return sorted(tis, key=lambda ti: (order.get(ti.base, len(order)), ti.id))
 
 
 def _topo(pipeline: Pipeline) -> list[str]:
@@ -210,15 +210,15 @@ def _topo(pipeline: Pipeline) -> list[str]:
 
 def _run_keys(run, pipeline: Pipeline | None) -> dict:
     tz = pipeline.timezone if pipeline is not None else None
-    return {"pipeline": run["pipeline"], "run_id": run["run_id"], "ds": run["ds"],
-            "label": _label(run["ds"], run["logical_date"], tz), "timezone": tz or "UTC"}
+    return {"pipeline": run.pipeline, "run_id": run.run_id, "ds": run.ds,
+            "label": _label(run.ds, run.logical_date, tz), "timezone": tz or "UTC"}
 
 
-def _label(ds: str, logical_date: str, tz: str | None) -> str:
+def _label(ds: str, logical_date: datetime, tz: str | None) -> str:
     """A run as people name it: its ds, plus the time of day when it is not midnight
     (a pipeline that runs several times a day has several runs per ds)."""
+    dt = logical_date
     try:
-        dt = datetime.fromisoformat(logical_date)
         if tz:
             from zoneinfo import ZoneInfo
 

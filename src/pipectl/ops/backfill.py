@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from pipectl.model.errors import Param, UsageError
 from pipectl.model.pipeline import Pipeline
-from pipectl.model.states import FAILED, RUNNING, SUCCESS, TI_FINISHED, UPSTREAM_FAILED
+from pipectl.model.states import FAILED, QUEUED, RUNNING, SUCCESS, TI_FINISHED, UPSTREAM_FAILED
 from pipectl.ops.rerun import RERUNNABLE, actor
 from pipectl.timing.clock import ds_of, iso, local_midnight
 
@@ -132,8 +132,8 @@ class Planned:
     def to_dict(self) -> dict:
         return {
             "logical_date": iso(self.logical_date), "ds": self.ds, "action": self.action,
-            "run_id": self.run["run_id"] if self.run is not None else None,
-            "run_state": self.run["state"] if self.run is not None else None,
+            "run_id": self.run.run_id if self.run is not None else None,
+            "run_state": self.run.state if self.run is not None else None,
             "tasks": list(self.tasks), "note": self.note,
         }
 
@@ -159,7 +159,7 @@ def plan(pipeline: Pipeline, store, start: date | datetime, end: date | datetime
         anchor = instant(pipeline.start_date, pipeline.timezone)
     elif store is not None:
         row = store.pipeline_row(pipeline.name)
-        anchor = datetime.fromisoformat(row["anchor"]) if row is not None and row["anchor"] else None
+        anchor = row.anchor if row is not None else None
     if anchor is None:
         anchor = start if isinstance(start, datetime) else local_midnight(start, pipeline.timezone)
     items: list[Planned] = []
@@ -179,24 +179,24 @@ def plan(pipeline: Pipeline, store, start: date | datetime, end: date | datetime
 
 def _plan_existing(it: Planned, store, reprocess: str, selected: set[str] | None) -> None:
     run = it.run
-    if run["state"] in ("queued", RUNNING):
+    if run.state in (QUEUED, RUNNING):
         it.action = RESUME
-        it.note = (f"{run['state']}, joins this backfill" if run["run_type"] == "backfill"
-                   else f"{run['run_type']} run {run['state']}, left as it is")
+        it.note = (f"{run.state}, joins this backfill" if run.run_type == "backfill"
+                   else f"{run.run_type} run {run.state}, left as it is")
         return
     if reprocess == "missing":
-        it.action, it.note = SKIP, f"exists ({run['state']})"
+        it.action, it.note = SKIP, f"exists ({run.state})"
         return
-    tis = [ti for ti in store.task_instances(run["id"]) if selected is None or ti["base"] in selected]
+    tis = [ti for ti in store.task_instances(run.id) if selected is None or ti.base in selected]
     if reprocess == "failed":
-        tis = [ti for ti in tis if ti["state"] in RERUNNABLE]
+        tis = [ti for ti in tis if ti.state in RERUNNABLE]
     if not tis:
         it.action = SKIP
-        it.note = "succeeded" if run["state"] == SUCCESS else f"{run['state']}, no selected task to re-run"
+        it.note = "succeeded" if run.state == SUCCESS else f"{run.state}, no selected task to re-run"
         return
     it.action = RERUN
-    it.tasks = [ti["task"] for ti in tis]
-    it.ti_pks = [ti["id"] for ti in tis]
+    it.tasks = [ti.task for ti in tis]
+    it.ti_pks = [ti.id for ti in tis]
 
 
 def counts(items: Iterable[Planned]) -> dict[str, int]:
@@ -250,15 +250,15 @@ def apply(engine, pipeline: Pipeline, start, end, *, reprocess: str = "failed", 
                     # planned under this same write lock, so each is finished; the transition
                     # checks it anyway (and that no try of it is live)
                     store.reset_task_instance(ti_pk)
-                store.rebatch_run(it.run["id"], batch=batch, max_active=limit, priority=0, seq=seq, requeue=True)
-                store.add_event("rerun", now=now, pipeline=pipeline.name, run=it.run["id"],
+                store.rebatch_run(it.run.id, batch=batch, max_active=limit, priority=0, seq=seq, requeue=True)
+                store.add_event("rerun", now=now, pipeline=pipeline.name, run=it.run.id,
                                 message=f"backfill ({reprocess}) by {who} re-runs {len(it.tasks)} task "
                                         f"instance{'s' if len(it.tasks) != 1 else ''}: {', '.join(it.tasks)}")
-                watch.append(it.run["id"])
+                watch.append(it.run.id)
             elif it.action == RESUME:
-                if it.run["run_type"] == "backfill":
-                    store.rebatch_run(it.run["id"], batch=batch, max_active=limit, seq=seq)
-                watch.append(it.run["id"])
+                if it.run.run_type == "backfill":
+                    store.rebatch_run(it.run.id, batch=batch, max_active=limit, seq=seq)
+                watch.append(it.run.id)
         c = counts(items)
         dss = sorted(it.ds for it in items)
         span = f"{dss[0]}..{dss[-1]}" if dss else "no dates"
@@ -276,18 +276,18 @@ def outcome(store, run_pks: Iterable[int]) -> dict:
     """Per watched run: done or not, and for failed ones the failed task instances with their logs."""
     runs = [store.run(pk) for pk in run_pks]
     result = {"total": len(runs), "success": 0, "failed": [], "unfinished": []}
-    for r in sorted(runs, key=lambda r: r["logical_date"]):
-        if r["state"] == SUCCESS:
+    for r in sorted(runs, key=lambda r: r.logical_date):
+        if r.state == SUCCESS:
             result["success"] += 1
             continue
-        entry = {"run_id": r["run_id"], "logical_date": r["logical_date"], "ds": r["ds"], "state": r["state"],
+        entry = {"run_id": r.run_id, "logical_date": iso(r.logical_date), "ds": r.ds, "state": r.state,
                  "tasks": []}
-        for ti in store.task_instances(r["id"]):
-            if ti["state"] in (FAILED, UPSTREAM_FAILED) or (r["state"] not in (SUCCESS, FAILED)
-                                                             and ti["state"] not in TI_FINISHED):
-                tries = store.tries_for(ti["id"])
-                entry["tasks"].append({"task": ti["task"], "state": ti["state"], "tries": ti["try_number"],
-                                       "exit_code": ti["exit_code"], "reason": ti["reason"],
-                                       "log": tries[-1]["log_path"] if tries else None})
-        (result["failed"] if r["state"] == FAILED else result["unfinished"]).append(entry)
+        for ti in store.task_instances(r.id):
+            if ti.state in (FAILED, UPSTREAM_FAILED) or (r.state not in (SUCCESS, FAILED)
+                                                             and ti.state not in TI_FINISHED):
+                tries = store.tries_for(ti.id)
+                entry["tasks"].append({"task": ti.task, "state": ti.state, "tries": ti.try_number,
+                                       "exit_code": ti.exit_code, "reason": ti.reason,
+                                       "log": tries[-1].log_path if tries else None})
+        (result["failed"] if r.state == FAILED else result["unfinished"]).append(entry)
     return result

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-RUN_STATES = ("queued", "running", "success", "failed")
+from pipectl.model.states import RUN_STATES, RUNNING
 
 
 def escape_label(value: str) -> str:
@@ -52,9 +52,9 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
 
     counts: dict[tuple[str, str], int] = {}
     for r in store.run_counts():
-        counts[(r["pipeline"], r["state"])] = r["n"]
-        if r["pipeline"] not in names:
-            names.append(r["pipeline"])
+        counts[(r.pipeline, r.state)] = r.n
+        if r.pipeline not in names:
+            names.append(r.pipeline)
     names = sorted(names)
     w.family("pipectl_runs", "gauge", "Runs in the state file, by pipeline and state.",
              [({"pipeline": p, "state": s}, counts.get((p, s), 0)) for p in names for s in RUN_STATES])
@@ -64,24 +64,24 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
              "When the pipeline's most recent successful run ended (Unix time).",
              [({"pipeline": p}, last_ok[p]) for p in names if p in last_ok])
 
-    finished = [r for r in store.last_finished_runs() if r["start"] is not None and r["end"] is not None]
+    finished = [r for r in store.last_finished_runs() if r.start is not None and r.end is not None]
     w.family("pipectl_last_run_duration_seconds", "gauge",
              "Duration of the pipeline's most recently finished run.",
-             [({"pipeline": r["pipeline"], "state": r["state"]}, max(r["end"] - r["start"], 0.0)) for r in finished])
+             [({"pipeline": r.pipeline, "state": r.state}, max(r.end - r.start, 0.0)) for r in finished])
 
     ti: dict[tuple[str, str], int] = {}
     for r in store.active_ti_counts():
-        kind = "running" if r["state"] == "running" else "waiting"
-        ti[(r["pipeline"], kind)] = ti.get((r["pipeline"], kind), 0) + r["n"]
+        kind = "running" if r.state == RUNNING else "waiting"
+        ti[(r.pipeline, kind)] = ti.get((r.pipeline, kind), 0) + r.n
     w.family("pipectl_task_instances", "gauge",
              "Task instances of unfinished runs: running, or waiting (pending, up_for_retry).",
              [({"pipeline": p, "state": s}, ti.get((p, s), 0)) for p in names for s in ("running", "waiting")])
 
     rows = store.pipeline_rows()
     w.family("pipectl_pipeline_paused", "gauge", "1 when the pipeline is paused.",
-             [({"pipeline": p}, int(bool(rows[p]["paused"]))) for p in names if p in rows])
+             [({"pipeline": p}, int(rows[p].paused)) for p in names if p in rows])
     w.family("pipectl_pipeline_valid", "gauge", "0 when the pipeline's spec is invalid and ticks skip it.",
-             [({"pipeline": p}, int(bool(rows[p]["valid"]))) for p in names if p in rows])
+             [({"pipeline": p}, int(rows[p].valid)) for p in names if p in rows])
 
     last_tick = store.get_meta("last_tick")
     w.family("pipectl_last_tick_timestamp_seconds", "gauge", "When the last tick ran (Unix time).",

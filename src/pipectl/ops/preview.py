@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
+from pipectl.model.records import Run, TaskInstance, iso
 UTC = timezone.utc
 
 
@@ -51,7 +52,7 @@ def preview(config: ProjectConfig, clock, *, unpause: str | None = None) -> Prev
         store = Store(path)
         try:
             out = Preview()
-            before = {r["id"] for r in store.active_runs()}
+            before = {r.id for r in store.active_runs()}
             out.ended_tries = _ended_tries(store)
             engine = Engine(config, store, clock)
             pipelines, out.invalid = refresh_pipelines(config, store, clock.now())
@@ -62,16 +63,15 @@ def preview(config: ProjectConfig, clock, *, unpause: str | None = None) -> Prev
                 pipelines = {unpause: pipelines[unpause]} if unpause in pipelines else {}
             report = StepReport()
             created = create_due_runs(engine, pipelines, store.pipeline_rows(), report)
-            for pk in sorted(created, key=lambda pk: (store.run(pk)["pipeline"], store.run(pk)["logical_date"])):
-                r = store.run(pk)
-                out.created.append({"pipeline": r["pipeline"], "logical_date": r["logical_date"], "ds": r["ds"],
-                                    "run_type": r["run_type"]})
+            for r in sorted((store.run(pk) for pk in created), key=lambda r: (r.pipeline, r.logical_date)):
+                out.created.append({"pipeline": r.pipeline, "logical_date": iso(r.logical_date), "ds": r.ds,
+                                    "run_type": r.run_type})
             step = rules.plan(store, config, clock.now())
             out.promoted = len(step.promoted)
             for run, _p, ti in step.starts:
-                if unpause is not None and run["id"] in before:
+                if unpause is not None and run.id in before:
                     continue  # already going: not what unpausing adds
-                out.starts.append(_ti(run, ti, ti["try_number"] + 1))
+                out.starts.append(_ti(run, ti, ti.try_number + 1))
             out.pokes = [_ti(run, ti) for run, _p, ti in step.pokes]
             out.expands = [_ti(run, ti) for run, _p, ti in step.expands]
             return out
@@ -81,8 +81,8 @@ def preview(config: ProjectConfig, clock, *, unpause: str | None = None) -> Prev
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _ti(run, ti, try_number: int | None = None) -> dict:
-    d = {"pipeline": run["pipeline"], "ds": run["ds"], "logical_date": run["logical_date"], "task": ti["task"]}
+def _ti(run: Run, ti: TaskInstance, try_number: int | None = None) -> dict:
+    d = {"pipeline": run.pipeline, "ds": run.ds, "logical_date": iso(run.logical_date), "task": ti.task}
     if try_number is not None:
         d["try"] = try_number
     return d
@@ -93,7 +93,7 @@ def _ended_tries(store) -> int:
     n = 0
     for t in store.active_tries():
         try:
-            if executor.read_status(t["status_path"]) is not None:
+            if executor.read_status(t.status_path) is not None:
                 n += 1
         except OSError:
             pass
@@ -113,8 +113,8 @@ def backlog(store, pipeline: Pipeline, now: datetime) -> dict | None:
     row = store.pipeline_row(pipeline.name) if store is not None else None
     start = instant(pipeline.start_date, pipeline.timezone)
     end = instant(pipeline.end_date, pipeline.timezone, end_of_day=True)
-    cursor = datetime.fromisoformat(row["cursor"]) if row and row["cursor"] else None
-    anchor = start or (datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else None)
+    cursor = row.cursor if row else None
+    anchor = start or (row.anchor if row else None)
     if anchor is None:
         return None  # never seen by a tick and no start_date: the first tick runs only the latest interval
     tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
@@ -123,7 +123,7 @@ def backlog(store, pipeline: Pipeline, now: datetime) -> dict | None:
         return None
     from pipectl.timing.clock import ds_of
     return {"pipeline": pipeline.name, "runs": min(len(due), BACKLOG_CAP), "more": len(due) > BACKLOG_CAP,
-            "since": ds_of(due[0][0], pipeline.timezone), "paused": bool(row and row["paused"])}
+            "since": ds_of(due[0][0], pipeline.timezone), "paused": bool(row and row.paused)}
 
 
 def backlog_words(b: dict) -> str:

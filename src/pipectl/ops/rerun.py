@@ -31,18 +31,18 @@ def actor() -> str:
 
 def _match_tis(tis, task: str, run) -> list:
     """Task instances named ``task`` exactly, or every instance of a mapped task by its base name."""
-    hit = [ti for ti in tis if ti["task"] == task] or [ti for ti in tis if ti["base"] == task]
+    hit = [ti for ti in tis if ti.task == task] or [ti for ti in tis if ti.base == task]
     if not hit:
-        names = sorted({ti["base"] for ti in tis})
-        raise UsageError(f"unknown task {task!r} in run {run['run_id']} (tasks: {', '.join(names)})")
+        names = sorted({ti.base for ti in tis})
+        raise UsageError(f"unknown task {task!r} in run {run.run_id} (tasks: {', '.join(names)})")
     return hit
 
 
 def retry_plan(engine, run, task: str | None = None, downstream: bool = False) -> tuple[list, list]:
     """(task instances to re-run, task instances left alone because they are still active)."""
-    tis = engine.store.task_instances(run["id"])
+    tis = engine.store.task_instances(run.id)
     if task is None:
-        chosen = [ti for ti in tis if ti["state"] in RERUNNABLE]
+        chosen = [ti for ti in tis if ti.state in RERUNNABLE]
         if downstream:
             raise UsageError(Param("downstream"), " needs ", Param("task"))
     else:
@@ -50,11 +50,11 @@ def retry_plan(engine, run, task: str | None = None, downstream: bool = False) -
         if downstream:
             from pipectl.model.dag import downstream_closure
             spec = engine.spec_of(run)
-            below = downstream_closure({n: t.needs for n, t in spec.tasks.items()}, {ti["base"] for ti in chosen})
-            ids = {ti["id"] for ti in chosen}
-            chosen += [ti for ti in tis if ti["base"] in below and ti["id"] not in ids]
-    busy = [ti for ti in chosen if ti["state"] in (PENDING, RUNNING, UP_FOR_RETRY)]
-    return [ti for ti in chosen if ti["state"] in TI_FINISHED], busy
+            below = downstream_closure({n: t.needs for n, t in spec.tasks.items()}, {ti.base for ti in chosen})
+            ids = {ti.id for ti in chosen}
+            chosen += [ti for ti in tis if ti.base in below and ti.id not in ids]
+    busy = [ti for ti in chosen if ti.state in (PENDING, RUNNING, UP_FOR_RETRY)]
+    return [ti for ti in chosen if ti.state in TI_FINISHED], busy
 
 
 def retry(engine, run, tis: list) -> tuple[list[str], list[tuple[str, str]]]:
@@ -71,14 +71,14 @@ def retry(engine, run, tis: list) -> tuple[list[str], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     with store.tx():
         for ti in tis:
-            if store.reset_task_instance(ti["id"]):
-                done.append(ti["task"])
+            if store.reset_task_instance(ti.id):
+                done.append(ti.task)
             else:
-                cur = store.task_instance(ti["id"])
-                skipped.append((ti["task"], cur["state"] if cur is not None else "gone"))
+                cur = store.task_instance(ti.id)
+                skipped.append((ti.task, cur.state if cur is not None else "gone"))
         if done:
-            store.reopen_run(run["id"])
-            store.add_event("retry", now=now, pipeline=run["pipeline"], run=run["id"],
+            store.reopen_run(run.id)
+            store.add_event("retry", now=now, pipeline=run.pipeline, run=run.id,
                             message=f"retry by {actor()}: {len(done)} task instance{'s' if len(done) != 1 else ''} "
                                     f"back to pending: {', '.join(done)}")
     return done, skipped
@@ -102,26 +102,26 @@ def mark(engine, run, task: str, state: str) -> tuple[list[tuple[str, str]], lis
     changed: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
     with store.tx():
-        run = store.run(run["id"])
+        run = store.run(run.id)
         if run is None:
             raise PipectlError("the run is gone (pruned meanwhile); nothing marked")
-        tis = _match_tis(store.task_instances(run["id"]), task, run)
+        tis = _match_tis(store.task_instances(run.id), task, run)
         spec = engine.spec_of(run)
         for ti in tis:
-            if ti["state"] == state:
+            if ti.state == state:
                 continue
-            if not store.mark_task_instance(ti["id"], state, expect=ti["state"], now=now, reason=f"marked by {who}"):
-                skipped.append((ti["task"], ti["state"]))  # running, or a try of it still live
+            if not store.mark_task_instance(ti.id, state, expect=ti.state, now=now, reason=f"marked by {who}"):
+                skipped.append((ti.task, ti.state))  # running, or a try of it still live
                 continue
-            store.add_event("mark", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
-                            message=f"marked {state} by {who} (was {ti['state']})")
-            if state == SUCCESS and ti["base"] in spec.tasks:
-                engine.on_task_success(run, store.task_instance(ti["id"]), spec.tasks[ti["base"]], now)
-            changed.append((ti["task"], ti["state"]))
+            store.add_event("mark", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
+                            message=f"marked {state} by {who} (was {ti.state})")
+            if state == SUCCESS and ti.base in spec.tasks:
+                engine.on_task_success(run, store.task_instance(ti.id), spec.tasks[ti.base], now)
+            changed.append((ti.task, ti.state))
         if changed:
-            new = store.resettle_run(run["id"], now)
+            new = store.resettle_run(run.id, now)
             if new is not None:
-                store.add_event(f"run_{new}", now=now, pipeline=run["pipeline"], run=run["id"],
+                store.add_event(f"run_{new}", now=now, pipeline=run.pipeline, run=run.id,
                                 message=f"run is {new} after a mark by {who}")
     return changed, skipped
 

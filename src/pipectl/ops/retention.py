@@ -29,8 +29,8 @@ class PruneResult:
 
 def run_log_dir(config, run) -> str:
     """Where a run's logs live; the same layout as ``scheduler.log_path``."""
-    safe = run["run_id"].replace(":", "").replace("+", "_")
-    return os.path.join(config.state_dir, "logs", run["pipeline"], safe)
+    safe = run.run_id.replace(":", "").replace("+", "_")
+    return os.path.join(config.state_dir, "logs", run.pipeline, safe)
 
 
 def prune(config, store, older_than: float, now: float, dry_run: bool = False) -> PruneResult:
@@ -45,7 +45,7 @@ def prune(config, store, older_than: float, now: float, dry_run: bool = False) -
         with store.tx():
             gone = store.prune_runs_older_than(cutoff, dry_run=dry_run)
             rows = [r for r, _ in gone]
-            result.tries = {(r["pipeline"], r["run_id"]): tries for r, tries in gone}
+            result.tries = {(r.pipeline, r.run_id): tries for r, tries in gone}
             if not dry_run:
                 # set the log directories aside under the same write lock: a run created for the
                 # same date right after this commit (a backfill) logs into a fresh directory that
@@ -60,7 +60,7 @@ def prune(config, store, older_than: float, now: float, dry_run: bool = False) -
         for d, aside in moved:  # nothing was deleted: every log goes back where it was
             os.rename(aside, d)
         raise
-    result.runs = [r["run_id"] for r in rows]
+    result.runs = [r.run_id for r in rows]
     for _, aside in moved:
         shutil.rmtree(aside, ignore_errors=True)
     result.log_dirs = len(moved)

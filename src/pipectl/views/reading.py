@@ -6,32 +6,35 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
+from pipectl.model.records import Run, iso
+from pipectl.model.states import QUEUED, RUNNING
 from pipectl.state.store import Store, loads
 UTC = timezone.utc
 
 
 def ts(epoch: float | None) -> str | None:
+    """A runtime instant (epoch seconds, as records carry them) as the JSON output shows it."""
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def run_object(store: Store, run, tis=None) -> dict:
+def run_object(store: Store, run: Run, tis=None) -> dict:
     """A run as SPEC §7 prints it; ``tasks`` maps task instance id to its outcome."""
-    tis = store.task_instances(run["id"]) if tis is None else tis
+    tis = store.task_instances(run.id) if tis is None else tis
     return {
-        "run_id": run["run_id"],
-        "pipeline": run["pipeline"],
-        "logical_date": run["logical_date"],
-        "ds": run["ds"],
-        "data_interval_start": run["data_interval_start"],
-        "data_interval_end": run["data_interval_end"],
-        "run_type": run["run_type"],
-        "state": run["state"],
-        "params": loads(run["params"]) or {},
-        "start": ts(run["start"]),
-        "end": ts(run["end"]),
-        "duration": (run["end"] - run["start"]) if run["end"] and run["start"] else None,
-        "tasks": {ti["task"]: {"state": ti["state"], "tries": ti["try_number"], "exit_code": ti["exit_code"],
-                               "reason": ti["reason"]} for ti in tis},
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "logical_date": iso(run.logical_date),
+        "ds": run.ds,
+        "data_interval_start": iso(run.data_interval_start),
+        "data_interval_end": iso(run.data_interval_end),
+        "run_type": run.run_type,
+        "state": run.state,
+        "params": loads(run.params) or {},
+        "start": ts(run.start),
+        "end": ts(run.end),
+        "duration": (run.end - run.start) if run.end and run.start else None,
+        "tasks": {ti.task: {"state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
+                            "reason": ti.reason} for ti in tis},
     }
 
 
@@ -71,25 +74,25 @@ def dag_order(pipeline: Pipeline | None, names: list[str]) -> list[str]:
     return [name for _, name in sorted(enumerate(names), key=key)]
 
 
-def run_detail(store: Store, run, pipeline: Pipeline | None = None) -> dict:
+def run_detail(store: Store, run: Run, pipeline: Pipeline | None = None) -> dict:
     """``show``: the run object plus every try and the run's events; task instances in the
     DAG order of ``pipeline`` (the run's own snapshot) when given."""
     obj = run_object(store, run)
     tries_by_ti: dict[int, list] = {}
-    for t in store.tries_for_run(run["id"]):
-        tries_by_ti.setdefault(t["ti"], []).append({
-            "try": t["try_number"], "state": t["state"], "start": ts(t["start"]), "end": ts(t["end"]),
-            "duration": (t["end"] - t["start"]) if t["end"] and t["start"] else None,
-            "exit_code": t["exit_code"], "reason": t["reason"], "log": t["log_path"],
+    for t in store.tries_for_run(run.id):
+        tries_by_ti.setdefault(t.ti, []).append({
+            "try": t.try_number, "state": t.state, "start": ts(t.start), "end": ts(t.end),
+            "duration": (t.end - t.start) if t.end and t.start else None,
+            "exit_code": t.exit_code, "reason": t.reason, "log": t.log_path,
         })
-    tis = {ti["task"]: ti for ti in store.task_instances(run["id"])}
+    tis = {ti.task: ti for ti in store.task_instances(run.id)}
     obj["task_instances"] = [{
-        "task": ti["task"], "state": ti["state"], "tries": ti["try_number"], "exit_code": ti["exit_code"],
-        "reason": ti["reason"], "start": ts(ti["start"]), "end": ts(ti["end"]),
-        "next_try_at": ts(ti["next_try_at"]), "try_log": tries_by_ti.get(ti["id"], []),
+        "task": ti.task, "state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
+        "reason": ti.reason, "start": ts(ti.start), "end": ts(ti.end),
+        "next_try_at": ts(ti.next_try_at), "try_log": tries_by_ti.get(ti.id, []),
     } for ti in (tis[name] for name in dag_order(pipeline, list(tis)))]
-    obj["events"] = [{"ts": ts(e["ts"]), "kind": e["kind"], "task": e["task"], "message": e["message"]}
-                     for e in store.events_for_run(run["id"])]
+    obj["events"] = [{"ts": ts(e.ts), "kind": e.kind, "task": e.task, "message": e.message}
+                     for e in store.events_for_run(run.id)]
     return obj
 
 
@@ -130,17 +133,17 @@ def explain_view(store: Store | None, config: ProjectConfig, pipeline: Pipeline,
     verdict in DAG order; without a run, why there is none (``when``: the --date asked about)."""
     from pipectl.engine import rules
     row = store.pipeline_row(pipeline.name) if store is not None else None
-    notes = [rules.Paused.note(pipeline.name)] if row and row["paused"] else []
+    notes = [rules.Paused.note(pipeline.name)] if row and row.paused else []
     if run is None:
         if when is None:  # no runs at all: explain the next one the schedule makes
-            nxt = next_runs(pipeline, now, 1, datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else None)
+            nxt = next_runs(pipeline, now, 1, row.anchor if row else None)
             when = datetime.fromisoformat(nxt[0]["logical_date"]) if nxt else now.date()
         return {"pipeline": pipeline.name, "run_id": None, "state": None, "notes": notes,
                 "why": rules.why_no_run(store, pipeline, when, now), "tasks": []}
-    step = rules.plan(store, config, now.timestamp()) if run["state"] in ("queued", "running") else None
-    if step is not None and run["id"] in step.run_notes:
-        notes.append(step.run_notes[run["id"]])
+    step = rules.plan(store, config, now.timestamp()) if run.state in (QUEUED, RUNNING) else None
+    if step is not None and run.id in step.run_notes:
+        notes.append(step.run_notes[run.id])
     tasks = [v.as_dict() for v in rules.explain_run(store, config, run, pipeline, now.timestamp(), step)]
-    return {"pipeline": pipeline.name, "run_id": run["run_id"], "state": run["state"], "notes": notes,
+    return {"pipeline": pipeline.name, "run_id": run.run_id, "state": run.state, "notes": notes,
             "why": None, "tasks": tasks}
 

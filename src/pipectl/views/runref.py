@@ -39,7 +39,7 @@ def snapshot_pipeline(run) -> Any:
     """The pipeline exactly as ``run`` was created with it."""
     from pipectl.model.pipeline import Pipeline
     from pipectl.state.store import loads
-    return Pipeline.from_dict(loads(run["spec"]))
+    return Pipeline.from_dict(loads(run.spec))
 
 
 def resolve_pipeline(loaded, store, name: str) -> Resolved:
@@ -59,10 +59,10 @@ def resolve_pipeline(loaded, store, name: str) -> Resolved:
         if last is not None:
             return Resolved(snapshot_pipeline(last), errors)
         row = store.pipeline_row(name)
-        if row is not None and row["spec"] and name in invalid:
+        if row is not None and row.spec and name in invalid:
             from pipectl.model.pipeline import Pipeline
             from pipectl.state.store import loads
-            return Resolved(Pipeline.from_dict(loads(row["spec"])), errors)
+            return Resolved(Pipeline.from_dict(loads(row.spec)), errors)
     return Resolved(strict(loaded, name))  # raises: unknown (exit 2) or invalid (exit 1)
 
 
@@ -88,7 +88,7 @@ def _parse_at(value: str, tz: str, day: date | None) -> datetime:
 def label(run, tz: str) -> str:
     """A run as a person names it: its logical date in the pipeline's zone, to the minute (second if needed)."""
     from pipectl.cli.app import zone
-    dt = datetime.fromisoformat(run["logical_date"]).astimezone(zone(tz))
+    dt = run.logical_date.astimezone(zone(tz))
     return dt.strftime("%Y-%m-%d %H:%M" + (":%S" if dt.second else ""))
 
 
@@ -122,7 +122,7 @@ def find_run(store, pipeline, date_: str | date | None = None, run_id: str | Non
     if at:
         when = _parse_at(at, tz, day)
     if isinstance(when, datetime):
-        run = store.run_by_date(name, when.astimezone(UTC).isoformat())
+        run = store.run_by_date(name, when)
         if run is None:
             raise UsageError(f"no run of {name} at {when.astimezone(UTC).isoformat()} ({hint})")
         return run
@@ -144,7 +144,7 @@ def find_run(store, pipeline, date_: str | date | None = None, run_id: str | Non
 
 def ambiguous(name: str, ds: str, rows, tz: str) -> UsageError:
     """One line: how many runs share the ds, which ones, and how to pick one."""
-    labels = [f"{label(r, tz)} ({r['state']})" for r in rows]
+    labels = [f"{label(r, tz)} ({r.state})" for r in rows]
     shown = labels if len(labels) <= 8 else [*labels[:3], "…", *labels[-3:]]
     return UsageError(f"{ds} matches {len(rows)} runs of {name}: {', '.join(shown)}; pick one with ",
                       Param("at"), " HH:MM (with ", Param("date"), ") or ", Param("run_id"),

@@ -11,6 +11,7 @@ import typer
 
 from pipectl.cli.app import MAX_COUNT, AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_params, schedule_words
 from pipectl.model.errors import PipectlError, UsageError
+from pipectl.model.states import FAILED, SUCCESS, TRY_LIVE
 UTC = timezone.utc
 
 
@@ -128,11 +129,11 @@ def _trigger(ctx, pipeline: str, date_: str | None, param: list[str] | None, wai
         engine = Engine(config, store, clock)
         pk = engine.create_run(p, logical, run_type="manual", params=params)
         if pk is None:
-            existing = store.run_by_date(p.name, logical.isoformat())
-            raise UsageError(f"{p.name} already has a run for {logical.isoformat()} ({existing['run_id']}, "
-                             f"{existing['state']}); use `pipectl retry {p.name} --date {existing['ds']}`")
+            existing = store.run_by_date(p.name, logical)
+            raise UsageError(f"{p.name} already has a run for {logical.isoformat()} ({existing.run_id}, "
+                             f"{existing.state}); use `pipectl retry {p.name} --date {existing.ds}`")
         run = store.run(pk)
-        print(run["run_id"])
+        print(run.run_id)
         report = StepReport()
         if wait:
             engine.drive({pk}, report)
@@ -142,21 +143,21 @@ def _trigger(ctx, pipeline: str, date_: str | None, param: list[str] | None, wai
         run = store.run(pk)
         if wait:
             _summary(store, run)
-            if run["state"] != "success":
+            if run.state != SUCCESS:
                 exit_with(1)
     finally:
         store.close()
 
 
 def _summary(store, run) -> None:
-    tis = store.task_instances(run["id"])
-    print(f"{run['pipeline']} {run['ds']} {run['state']}: " +
-          ", ".join(f"{ti['task']} {ti['state']}" for ti in tis))
+    tis = store.task_instances(run.id)
+    print(f"{run.pipeline} {run.ds} {run.state}: " +
+          ", ".join(f"{ti.task} {ti.state}" for ti in tis))
     for ti in tis:
-        if ti["state"] == "failed":
-            tries = store.tries_for(ti["id"])
-            log = tries[-1]["log_path"] if tries else "-"
-            print(f"  {ti['task']} failed ({ti['reason']}, exit {ti['exit_code']}): {log}")
+        if ti.state == FAILED:
+            tries = store.tries_for(ti.id)
+            log = tries[-1].log_path if tries else "-"
+            print(f"  {ti.task} failed ({ti.reason}, exit {ti.exit_code}): {log}")
 
 
 ParamOpt = Annotated[Optional[list[str]], typer.Option("--param", "-p", metavar="K=V", help="Override a param (repeatable).")]
@@ -205,16 +206,15 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
             row = rows.get(name)
             last = store.last_run(name) if store else None
             recent = store.runs_for(name, limit=10) if store else []
-            anchor = datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else None
-            nxt = next_runs(p, now, 1, anchor) if p else []
+            nxt = next_runs(p, now, 1, row.anchor if row else None) if p else []
             out.append({
-                "name": name, "valid": p is not None, "paused": bool(row["paused"]) if row else False,
+                "name": name, "valid": p is not None, "paused": row.paused if row else False,
                 "schedule": schedule_words(p) if p else None,
                 "timezone": p.timezone if p else _snapshot_tz(last, c.config().timezone),
                 "errors": [str(e) for e in loaded.invalid.get(name, [])],
                 "next_run": nxt[0]["fire_time"] if nxt else None,
                 "last_run": run_object(store, last) if last else None,
-                "recent": [r["state"] for r in reversed(recent)],
+                "recent": [r.state for r in reversed(recent)],
                 "sla_misses": _sla_count(store, name),
             })
         last_tick = store.get_meta("last_tick") if store else None
@@ -585,13 +585,13 @@ def _sla_words(m, tz: str, now) -> str:
 
 def _sla_misses(store, run) -> list:
     from pipectl.engine.sla import misses_for
-    return [dict(m) if not isinstance(m, (str, dict)) else m for m in misses_for(store, run=run["id"])]
+    return [dict(m) if not isinstance(m, (str, dict)) else m for m in misses_for(store, run=run.id)]
 
 
 def _snapshot(run) -> dict:
     """The spec a run executed with: it holds the secret values that were in force then."""
     from pipectl.state.store import loads
-    return loads(run["spec"]) or {}
+    return loads(run.spec) or {}
 
 
 def _mask(p, obj):
@@ -629,29 +629,29 @@ def logs(ctx: typer.Context,
         run = _run_or_none(c, store, p, date_, run_id, at)
         if run is None:
             return
-        ti = next((t for t in store.task_instances(run["id"]) if t["task"] == task), None)
+        ti = next((t for t in store.task_instances(run.id) if t.task == task), None)
         if ti is None:
-            known = ", ".join(t["task"] for t in store.task_instances(run["id"]))
+            known = ", ".join(t.task for t in store.task_instances(run.id))
             raise UsageError(f"unknown task {task!r} in {p.name} (known: {known})")
-        tries = store.tries_for(ti["id"])
+        tries = store.tries_for(ti.id)
         if not tries:
             # a fair question, not a mistake: say where the task stands
-            print(f"{task} has not run yet in {run['run_id']} (state {ti['state']}); "
+            print(f"{task} has not run yet in {run.run_id} (state {ti.state}); "
                   f"`pipectl explain {p.name}` says why", file=sys.stderr)
             return
-        chosen = tries[-1] if try_ is None else next((t for t in tries if t["try_number"] == try_), None)
+        chosen = tries[-1] if try_ is None else next((t for t in tries if t.try_number == try_), None)
         if chosen is None:
-            raise UsageError(f"{task} has no try {try_} (tries: 1..{tries[-1]['try_number']})")
-        path, try_pk = chosen["log_path"], chosen["id"]
+            raise UsageError(f"{task} has no try {try_} (tries: 1..{tries[-1].try_number})")
+        path, try_pk = chosen.log_path, chosen.id
         secrets_of = [p, _snapshot(run)]
         # the header goes to stderr: stdout stays the task's own output, byte for byte, for pipes
-        print(f"==> {p.name} {run['run_id']} {task} try {chosen['try_number']}: {_try_words(chosen)} "
+        print(f"==> {p.name} {run.run_id} {task} try {chosen.try_number}: {_try_words(chosen)} "
               f"-- {render_path(path)}", file=sys.stderr, flush=True)
         _print_log(secrets_of, path)
         if follow:
             final = _follow(secrets_of, store, path, try_pk)
             if final is not None:
-                print(f"==> {task} try {chosen['try_number']} ended: {_try_words(final)}", file=sys.stderr)
+                print(f"==> {task} try {chosen.try_number} ended: {_try_words(final)}", file=sys.stderr)
     finally:
         if store:
             store.close()
@@ -662,15 +662,15 @@ def render_path(path: str) -> str:
     return short_path(path, os.getcwd())
 
 
-def _try_words(row) -> str:
+def _try_words(t) -> str:
     from pipectl.timing.durations import format_duration
-    words = row["state"]
-    if row["exit_code"] is not None:
-        words += f", exit {row['exit_code']}"
-    if row["reason"] and row["reason"] != "exit_code":
-        words += f" ({row['reason']})"
-    if row["start"] and row["end"]:
-        words += f", took {format_duration(row['end'] - row['start'])}"
+    words = str(t.state)
+    if t.exit_code is not None:
+        words += f", exit {t.exit_code}"
+    if t.reason and t.reason != "exit_code":
+        words += f" ({t.reason})"
+    if t.start and t.end:
+        words += f", took {format_duration(t.end - t.start)}"
     return words
 
 
@@ -687,7 +687,7 @@ def _print_hooks(c, p, date_: str | None, run_id: str | None = None, at: str | N
             store.close()
     path = os.path.join(os.path.dirname(log_path(c.config(), run, "x", 1)), "hooks.log")
     if not os.path.exists(path):
-        print(f"no hook output for {run['run_id']}", file=sys.stderr)
+        print(f"no hook output for {run.run_id}", file=sys.stderr)
         return
     _print_log([p, _snapshot(run)], path)
 
@@ -712,7 +712,7 @@ def _follow(p, store, path: str, try_pk: int):
     while True:
         row = store.try_(try_pk)
         offset = _print_log(p, path, offset)
-        if row is None or row["state"] not in ("starting", "running"):
+        if row is None or row.state not in TRY_LIVE:
             return row
         time.sleep(0.2)
 
@@ -743,7 +743,7 @@ def explain(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at
         asked = at or date_
         con.print(f"{p.name}: no run " + (f"for {asked}" if asked else "yet"), markup=False, highlight=False)
     else:
-        con.print(f"{p.name} {run['run_id']} ", render.state_text(run["state"]))
+        con.print(f"{p.name} {run.run_id} ", render.state_text(run.state))
     for line in view["notes"] + (view["why"] or []):
         con.print(line, markup=False, highlight=False)
     if view["tasks"]:

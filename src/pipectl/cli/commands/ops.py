@@ -125,7 +125,7 @@ def _print_plan(c, p, items, limit: int) -> None:
     from pipectl.cli.render import table
     t = table("ds", "logical date", "run", "action", title=f"backfill {p.name} (dry run: nothing changed)")
     for it in items:
-        t.add_row(it.ds, it.logical_date.isoformat(), it.run["run_id"] if it.run is not None else "-", it.words)
+        t.add_row(it.ds, it.logical_date.isoformat(), it.run.run_id if it.run is not None else "-", it.words)
     con = c.console()
     con.print(t)
     n = bf.counts(items)
@@ -169,7 +169,7 @@ def _drive(c, engine, watch: list[int]) -> bool:
             return
         last[0] = time.monotonic()
         states = list(store.run_states(watch).values())
-        running = sum(1 for t in store.active_tries() if t["run"] in wanted)
+        running = sum(1 for t in store.active_tries() if t.run in wanted)
         progress.update(bar, completed=sum(s in ("success", "failed") for s in states), running=running,
                         failed=states.count("failed"))
 
@@ -264,53 +264,53 @@ def retry(
         todo, busy = rerun.retry_plan(engine, run, task, downstream)
         if not todo:
             what = f"{task}{' and downstream' if downstream else ''}" if task else "failed task instances"
-            msg = f"nothing to retry in {run['run_id']}: no {what}" + (
-                f" that has finished ({', '.join(ti['task'] for ti in busy)} still active)" if busy else "")
+            msg = f"nothing to retry in {run.run_id}: no {what}" + (
+                f" that has finished ({', '.join(ti.task for ti in busy)} still active)" if busy else "")
             if c.json:
                 from pipectl.cli.render import print_json
-                print_json({"run_id": run["run_id"], "retried": [], "active": [ti["task"] for ti in busy]})
+                print_json({"run_id": run.run_id, "retried": [], "active": [ti.task for ti in busy]})
             else:
                 print(msg)
             return
         names, skipped = rerun.retry(engine, run, todo)
         # another process changed these between this command's look and its write: say so
         for name, now_state in skipped:
-            print(f"{run['run_id']}: {name} is {now_state}; not reset", file=sys.stderr)
+            print(f"{run.run_id}: {name} is {now_state}; not reset", file=sys.stderr)
         if not names:
             if c.json:
                 from pipectl.cli.render import print_json
-                print_json({"run_id": run["run_id"], "retried": [], "active": [ti["task"] for ti in busy],
+                print_json({"run_id": run.run_id, "retried": [], "active": [ti.task for ti in busy],
                             "skipped": [{"task": t, "state": st} for t, st in skipped]})
             else:
-                print(f"nothing retried in {run['run_id']}: every task instance to reset changed meanwhile")
+                print(f"nothing retried in {run.run_id}: every task instance to reset changed meanwhile")
             exit_with(1)
         if not wait:
             from pipectl.exec.timer import hand_off
             hand_off(engine, step_now=True)  # the timer starts them within a second, not the next tick
             if c.json:
                 from pipectl.cli.render import print_json
-                print_json({"run_id": run["run_id"], "retried": names, "active": [ti["task"] for ti in busy],
+                print_json({"run_id": run.run_id, "retried": names, "active": [ti.task for ti in busy],
                             "skipped": [{"task": t, "state": st} for t, st in skipped]})
             else:
-                print(f"{run['run_id']}: {len(names)} task instance{'s' if len(names) != 1 else ''} back to pending "
+                print(f"{run.run_id}: {len(names)} task instance{'s' if len(names) != 1 else ''} back to pending "
                       f"({', '.join(names)}), starting now; add --wait to follow them")
             return
         from pipectl.engine.step import StepReport
-        engine.drive({run["id"]}, StepReport())
-        result = bf.outcome(store, [run["id"]])
-        final = store.run(run["id"])
+        engine.drive({run.id}, StepReport())
+        result = bf.outcome(store, [run.id])
+        final = store.run(run.id)
     finally:
         store.close()
     if c.json:
         from pipectl.cli.render import print_json
-        print_json({"run_id": run["run_id"], "retried": names, "state": final["state"], **result})
+        print_json({"run_id": run.run_id, "retried": names, "state": final.state, **result})
     else:
-        print(f"{run['run_id']}: {final['state']}")
+        print(f"{run.run_id}: {final.state}")
         for r in result["failed"]:
             for t in r["tasks"]:
                 log = f"  log: {t['log']}" if t["log"] and t["state"] == "failed" else ""
                 print(f"  {t['task']} {t['state']}{log}", file=sys.stderr)
-    if final["state"] != "success":
+    if final.state != "success":
         exit_with(1)
 
 
@@ -345,23 +345,23 @@ def mark(
         if changed:
             from pipectl.exec.timer import hand_off
             hand_off(engine, step_now=True)  # what the mark made ready starts within a second
-        final = store.run(run["id"])["state"]
+        final = store.run(run.id).state
     finally:
         store.close()
     # a running task instance is never marked: its try would overwrite the mark when it ends
     for t, now_state in skipped:
-        print(f"{run['run_id']}: {t} is {now_state}; not marked (mark it once its try has ended, "
+        print(f"{run.run_id}: {t} is {now_state}; not marked (mark it once its try has ended, "
               f"or let its timeout end it)", file=sys.stderr)
     if c.json:
         from pipectl.cli.render import print_json
-        print_json({"run_id": run["run_id"], "state": state, "run_state": final,
+        print_json({"run_id": run.run_id, "state": state, "run_state": final,
                     "changed": [{"task": t, "was": old} for t, old in changed],
                     "skipped": [{"task": t, "state": st} for t, st in skipped]})
     elif not changed and not skipped:
-        print(f"{run['run_id']}: {task} already {state}; nothing changed")
+        print(f"{run.run_id}: {task} already {state}; nothing changed")
     else:
         for t, old in changed:
-            print(f"{run['run_id']}: {t} {old} -> {state}")
+            print(f"{run.run_id}: {t} {old} -> {state}")
         print(f"run is {final}")
     if skipped:
         exit_with(1)
@@ -459,8 +459,8 @@ def grid(
             runs, tis = [], []
         else:
             runs = store.runs_for(p.name, limit=None if ds_from else limit, ds_from=ds_from, ds_to=ds_to)
-            runs = [r for r in runs if _within(r["logical_date"], lo, hi)]
-            tis = store.task_instances_for_runs([r["id"] for r in runs])
+            runs = [r for r in runs if _within(r.logical_date, lo, hi)]
+            tis = store.task_instances_for_runs([r.id for r in runs])
     finally:
         if store is not None:
             store.close()
@@ -472,11 +472,10 @@ def grid(
     _draw_grid(c, data)
 
 
-def _within(logical: str, lo, hi) -> bool:
+def _within(at, lo, hi) -> bool:
     """A datetime bound is an instant; a ds bound was already applied by the query."""
     from datetime import datetime
 
-    at = datetime.fromisoformat(logical)
     return not ((isinstance(lo, datetime) and at < lo) or (isinstance(hi, datetime) and at > hi))
 
 
