@@ -17,10 +17,10 @@ from typing import Any, Iterable
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from pipectl.model import dag
 from pipectl.model.pipeline import (AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand, Pipeline,
                                     ProjectConfig, RetryPolicy, Sensor, Task, frozen_map)
 from pipectl.spec import keys as K
+from pipectl.spec.graph import TaskGraph
 from pipectl.spec.keys import (MIN_EVERY, PIPELINE_KEYS, SCHEDULE_KEYS, TASK_KEYS, TASK_OPTION_KEYS, Templates,
                                check_templates, read_command)
 from pipectl.spec.nodes import NodeReader, Pair, Pos, SpecError, is_kind, node_kind, suggest
@@ -453,8 +453,7 @@ class _FileSpec(NodeReader):
             return None
         self.task_names = list(tasks)
         defaults = self.defaults(self.top.get("defaults"), scope)
-        edge_pos: dict[tuple[str, str], Pos] = {}
-        needs: dict[str, list[str]] = {name: [] for name in tasks}
+        graph = TaskGraph(self, self.task_names)
         built: dict[str, dict[str, Any]] = {}
         for name, (knode, vnode) in tasks.items():
             if not _TASK_NAME_RE.match(name):
@@ -463,15 +462,13 @@ class _FileSpec(NodeReader):
                 self.error(knode, f"task name is {len(name)} characters long; at most {MAX_NAME}")
             spec = self.mapping(vnode, f"task {name!r}")
             if spec is not None:
-                built[name] = self.task(name, knode, spec, defaults, scope, needs, edge_pos)
+                built[name] = self.task(name, knode, spec, defaults, scope, graph)
         if "edges" in self.top:
-            self.edges(self.top["edges"][1], needs, edge_pos)
-        self.cycles(list(tasks), needs, edge_pos)
+            graph.read_edges(self.top["edges"][1])
+        graph.report_cycles()
         if self.errors:
             return None
-        order = {name: i for i, name in enumerate(tasks)}
-        return frozen_map({name: Task(name=name, needs=tuple(sorted(set(needs[name]), key=order.__getitem__)), **kw)
-                           for name, kw in built.items()})
+        return frozen_map({name: Task(name=name, needs=graph.upstream(name), **kw) for name, kw in built.items()})
 
     def defaults(self, pair: Pair | None, scope: Templates) -> dict[str, Pair]:
         if pair is None or is_kind(pair[1], "null"):
@@ -483,7 +480,7 @@ class _FileSpec(NodeReader):
         return valid
 
     def task(self, name: str, knode: Node, spec: dict[str, Pair], defaults: dict[str, Pair], scope: Templates,
-             needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> dict[str, Any]:
+             graph: TaskGraph) -> dict[str, Any]:
         self.known_keys(spec, TASK_KEYS, f" in task {name!r}")
         get = {k: v for k, (_, v) in spec.items()}
         here = Templates(scope.params, item="foreach" in get)
@@ -513,7 +510,7 @@ class _FileSpec(NodeReader):
             kw["sensor"] = self.sensor(get["sensor"], here, kw)
         if "needs" in get:
             for item in self.items("needs", get["needs"]):
-                self.upstream(item.value, name, self.pos(item), f" in needs of task {name!r}", needs, edge_pos)
+                graph.need(item.value, name, self.pos(item), f" in needs of task {name!r}")
         if "produces" in get:
             kw["produces"] = tuple(dict.fromkeys(n.value for n in self.items("produces", get["produces"])))
         return kw
@@ -587,77 +584,3 @@ class _FileSpec(NodeReader):
         if kind is not FileSensor:  # a stray min_size or glob is reported unknown, and its value checked too
             extra.update(FileSensor.read_keys(self, m, scope))
         return Sensor(kind=kind.name, target=target, timeout=kw.get("timeout"), **{**settings, **extra})
-
-    # -- graph ----------------------------------------------------------------
-    def upstream(self, up: str, down: str, pos: Pos, where: str,
-                 needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
-        if up not in needs:
-            self.error(pos, f"unknown task {up!r}{where}{suggest(up, needs)}")
-            return
-        needs[down].append(up)
-        edge_pos.setdefault((up, down), pos)
-
-    def edges(self, node: Node, needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
-        if is_kind(node, "null"):
-            return
-        for item in self.items("edges", node):
-            steps = self.edge_steps(item)
-            for ups, downs in zip(steps, steps[1:]):
-                for up, up_off in ups:
-                    if up not in needs:
-                        continue  # reported by edge_steps
-                    for down, down_off in downs:
-                        if down in needs:
-                            needs[down].append(up)
-                            edge_pos.setdefault((up, down), self.pos_in(item, down_off))
-
-    def edge_steps(self, node: ScalarNode) -> list[list[tuple[str, int]]]:
-        """``[a, b] >> c`` -> [[(a, off), (b, off)], [(c, off)]]; names checked against the tasks."""
-        text = node.value
-        steps: list[list[tuple[str, int]]] = []
-        offset = 0
-        for part in text.split(">>"):
-            names = _step_names(part, offset)
-            if names is None:
-                self.error(self.pos_in(node, offset), f"bad edge {text!r}: expected 'a >> b', '[a, b] >> c'")
-                return []
-            steps.append(names)
-            offset += len(part) + 2
-        if len(steps) < 2:
-            self.error(node, f"bad edge {text!r}: expected 'a >> b', '[a, b] >> c'")
-            return []
-        for names in steps:
-            for name, off in names:
-                if name not in self.task_names:
-                    self.error(self.pos_in(node, off), f"unknown task {name!r} in edges{suggest(name, self.task_names)}")
-        return steps
-
-    def cycles(self, nodes: list[str], needs: dict[str, list[str]], edge_pos: dict[tuple[str, str], Pos]) -> None:
-        """Report each cycle once, at the edge that closes it (the one written last)."""
-        graph = {n: list(ups) for n, ups in needs.items()}
-        for _ in range(10):
-            cycle = dag.find_cycle(nodes, graph)
-            if cycle is None:
-                return
-            pairs = list(zip(cycle, cycle[1:]))
-            closing = max(pairs, key=lambda p: edge_pos.get(p, (0, 0)))
-            self.error(edge_pos.get(closing, (1, 1)), "cycle: " + " -> ".join(cycle))
-            graph[closing[1]] = [u for u in graph[closing[1]] if u != closing[0]]
-
-
-def _step_names(part: str, offset: int) -> list[tuple[str, int]] | None:
-    stripped = part.strip()
-    start = offset + part.index(stripped) if stripped else offset
-    if stripped.startswith("[") and stripped.endswith("]"):
-        inner, base = stripped[1:-1], start + 1
-        names, pos = [], 0
-        for piece in inner.split(","):
-            name = piece.strip()
-            if not name:
-                return None
-            names.append((name, base + pos + piece.index(name)))
-            pos += len(piece) + 1
-        return names
-    if not stripped or any(c in stripped for c in "[], "):
-        return None
-    return [(stripped, start)]
