@@ -430,17 +430,14 @@ def graph(
 
 def task_states(c: Ctx, run) -> dict[str, str]:
     """Task instance id (``task`` or ``task[i]``) -> state, for ``run``. Read-only."""
-    store = open_state(c)
+    from pipectl.state.store import existing_store
+    store = existing_store(c.config())
+    if store is None:
+        return {}
     try:
         return {ti.task: ti.state for ti in store.task_instances(run.id)}
     finally:
         store.close()
-
-
-def open_state(c: Ctx, create: bool = False):
-    """The project's state store; read-only commands pass ``create=False`` so they never make one."""
-    from pipectl.state.store import Store
-    return Store(c.config().state_db, create=create)
 
 
 def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime | str | None, run_id: str | None = None,
@@ -448,7 +445,8 @@ def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime | str | None, r
     """The run row of ``pipeline`` named by ``when`` (``--date``), ``at`` or ``run_id``; UsageError if none
     or if a ds matches several runs (see :func:`pipectl.views.runref.find_run`)."""
     from pipectl.views.runref import find_run as resolve
-    store = open_state(c) if os.path.exists(c.config().state_db) else None
+    from pipectl.state.store import existing_store
+    store = existing_store(c.config())
     try:
         return resolve(store, pipeline, when, run_id=run_id, at=at)
     finally:
@@ -501,7 +499,7 @@ def cron(
 #       exit_with(1) when the work failed
 #
 # Helpers: get_ctx, Ctx.{project_dir,config,load,pipeline,now,json,color,console},
-# open_state, find_run, task_states, parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
+# find_run, task_states, parse_date_arg, parse_date_range, parse_params, zone, schedule_words, iso, exit_with.
 
 
 # Command modules register themselves on `app`; one line each, keep them import-light.
@@ -649,7 +647,7 @@ def install_fast_coercion(command: Any) -> int:
 EXIT_CODES: dict[type, int] = {UsageError: 2, ConfigError: 2, StateError: 1, PipectlError: 1}
 
 # The values a library error names, as the flags that supply them.
-FLAGS = {"tasks": "--tasks", "task": "--task", "downstream": "--downstream", "schedule": "--schedule",
+FLAGS = {"project": "--project", "tasks": "--tasks", "task": "--task", "downstream": "--downstream", "schedule": "--schedule",
          "reprocess": "--reprocess", "date": "--date", "at": "--at", "run_id": "--run-id"}
 
 

@@ -11,14 +11,13 @@ while a pipeline's YAML is broken, and it never parses YAML once a second.
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
-from pipectl.state.store import Store, loads
+from pipectl.state.store import Store, existing_store, loads
 UTC = timezone.utc
 # Below this many columns each item is drawn as lines instead of a table row, so
 # nothing crucial (elapsed time, the reason, a log path) is squeezed out.
@@ -30,9 +29,7 @@ WAITING_STATES = ("pending", "up_for_retry")
 
 def open_readonly(config: ProjectConfig) -> Store | None:
     """The state file opened for reading only, or None when no tick has created it yet."""
-    if not os.path.exists(config.state_db):
-        return None
-    return Store(config.state_db, create=False, readonly=True)
+    return existing_store(config, readonly=True)
 
 
 def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str | None = None,

@@ -20,7 +20,7 @@ from pipectl.state.files import private_dir
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import CronSchedule, EverySchedule, Pipeline, ProjectConfig
 from pipectl.engine.step import Clock, Engine, StepReport, forget_dead_supervisors, iso
-from pipectl.state.store import Store, loads
+from pipectl.state.store import Store, loads, open_store
 UTC = timezone.utc
 NEVER = 1e18  # next_due of a schedule that has ended: the no-op tick skips it
 # A catch-up creates at most this many runs per pipeline per tick, oldest first; the pipeline stays
@@ -35,11 +35,6 @@ class TickResult:
     report: StepReport = field(default_factory=StepReport)
     invalid: dict[str, list[str]] = field(default_factory=dict)
     fast: bool = False
-
-
-def open_store(config: ProjectConfig, create: bool = True) -> Store:
-    private_dir(config.state_dir)
-    return Store(config.state_db, create=create)
 
 
 # The no-op decision lives in quicktick, which `pipectl tick` consults before importing typer.

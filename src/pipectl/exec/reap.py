@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
         pass  # already a session leader: run by hand
     from pipectl.spec.config import load_config
     from pipectl.engine.step import Clock, Engine
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     from pipectl.exec.timer import hand_off
     config = load_config(argv[0])
     store = open_store(config, create=False)

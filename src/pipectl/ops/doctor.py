@@ -89,11 +89,11 @@ def check_integrity(config) -> Check:
 
 
 def last_tick(config) -> float | None:
-    from pipectl.state.store import Store
-    if not os.path.exists(config.state_db):
-        return None
+    from pipectl.state.store import existing_store
     try:
-        store = Store(config.state_db, create=False)
+        store = existing_store(config)
+        if store is None:
+            return None
         try:
             value = store.get_meta("last_tick")
         finally:

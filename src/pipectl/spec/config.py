@@ -5,14 +5,14 @@ import os
 from pathlib import Path
 
 from pipectl.timing.durations import MAX_COUNT, DurationError, parse_duration
-from pipectl.model.errors import ConfigError
+from pipectl.model.errors import ConfigError, Param
 from pipectl.model.pipeline import ProjectConfig, frozen_map
 CONFIG_NAME = "pipectl.toml"
 _KEYS = {"pipelines", "state_dir", "timezone", "max_parallel", "tick_budget", "retention"}
 
 
 def find_project(explicit: str | os.PathLike | None, cwd: str | os.PathLike, environ=os.environ) -> Path:
-    """``--project DIR``, else ``PIPECTL_PROJECT``, else the nearest ancestor of ``cwd`` with pipectl.toml."""
+    """``explicit`` (the project option), else ``PIPECTL_PROJECT``, else the nearest ancestor of ``cwd`` with pipectl.toml."""
     chosen = explicit or environ.get("PIPECTL_PROJECT")
     if chosen:
         try:
@@ -26,7 +26,8 @@ def find_project(explicit: str | os.PathLike | None, cwd: str | os.PathLike, env
     for d in (here, *here.parents):
         if (d / CONFIG_NAME).is_file():
             return d
-    raise ConfigError(f"no {CONFIG_NAME} found in {here} or any parent; run `pipectl init` or pass --project DIR")
+    raise ConfigError(f"no {CONFIG_NAME} found in {here} or any parent; run `pipectl init` or pass ",
+                      Param("project"), " DIR")
 
 
 def load_config(root: str | os.PathLike) -> ProjectConfig:

@@ -1065,3 +1065,21 @@ def loads(text: str | None) -> Any:
 
 def now_epoch() -> float:
     return time.time()
+
+
+def open_store(config, create: bool = True) -> Store:
+    """The project's state file for a command that writes: the state directory made private
+    (0700) first, the file created when missing if ``create``."""
+    from pipectl.state.files import private_dir
+    private_dir(config.state_dir)
+    return Store(config.state_db, create=create)
+
+
+def existing_store(config, readonly: bool = False) -> Store | None:
+    """The project's state file for a command that reads, or None when no tick has made one
+    (an empty file, what a crash between creating it and its schema leaves, is none either).
+    Reading never creates it, nor touches the state directory."""
+    path = config.state_db
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    return Store(path, create=False, readonly=readonly)

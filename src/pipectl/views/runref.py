@@ -153,15 +153,11 @@ def ambiguous(name: str, ds: str, rows, tz: str) -> UsageError:
 
 def history(c, name: str) -> Resolved:
     """:func:`resolve_pipeline` for a command context: opens the state file only when it must."""
-    import os
-
     loaded = c.load()
     if name in loaded.pipelines:
         return Resolved(loaded.pipelines[name])
-    store = None
-    if os.path.exists(c.config().state_db):
-        from pipectl.state.store import Store
-        store = Store(c.config().state_db, create=False)
+    from pipectl.state.store import existing_store
+    store = existing_store(c.config())
     try:
         return resolve_pipeline(loaded, store, name)
     finally:

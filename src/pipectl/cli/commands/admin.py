@@ -120,7 +120,7 @@ def prune(
     """Delete old finished runs (task instances, tries, events) and their log directories."""
     from pipectl.timing.durations import DurationError, parse_duration
     from pipectl.ops.retention import prune as do_prune
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     c = get_ctx(ctx)
     config = c.config()
     if older_than is None:
@@ -171,7 +171,7 @@ def metrics(
 ) -> None:
     """Prometheus text format: runs by state, last success, durations, running/waiting tasks, last tick, SLA misses."""
     from pipectl.ops.metrics import collect, write_atomic
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     c = get_ctx(ctx)
     config = c.config()
     if os.path.exists(config.state_db):

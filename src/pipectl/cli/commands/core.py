@@ -22,11 +22,8 @@ def _clock(c):
 
 def _store(c, create: bool = False):
     """The state store, or None when no tick has created it yet (reading commands show nothing)."""
-    from pipectl.engine.tick import open_store
-    config = c.config()
-    if not create and not os.path.exists(config.state_db):
-        return None
-    return open_store(config, create=create)
+    from pipectl.state.store import existing_store, open_store
+    return open_store(c.config()) if create else existing_store(c.config())
 
 
 def _warn(c, line: str) -> None:

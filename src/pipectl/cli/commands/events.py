@@ -10,7 +10,7 @@ from pipectl.cli.app import app, get_ctx
 def assets(ctx: typer.Context) -> None:
     """List assets: producers, consumers, last update per ds, late ones flagged."""
     from pipectl.engine import assets as assets_mod
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     c = get_ctx(ctx)
     config = c.config()
     res = c.load()

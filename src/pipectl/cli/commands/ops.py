@@ -1,14 +1,13 @@
 """Operator commands: backfill, retry, mark, pause, unpause, grid."""
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from typing import Annotated, Optional
 
 import typer
 
-from pipectl.cli.app import MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, open_state, parse_date_arg, parse_date_range
+from pipectl.cli.app import MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_date_range
 from pipectl.model.errors import UsageError
 StartOpt = Annotated[str, typer.Option("--start", metavar="D", show_default=False,
                                        help="First ds (YYYY-MM-DD) or logical date (ISO 8601), inclusive.")]
@@ -19,15 +18,6 @@ EndOpt = Annotated[str, typer.Option("--end", metavar="D", show_default=False,
 def _clock(c):
     from pipectl.engine.step import Clock
     return Clock.at(c.now() if c.fake_now else None)
-
-
-def _existing_store(c):
-    """The state store if there is one, else None: reading never creates the state file."""
-    from pipectl.state.store import Store
-    path = c.config().state_db
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return None
-    return Store(path, create=False)
 
 
 def _history(c, name: str):
@@ -72,7 +62,8 @@ def backfill(
     lo, hi = parse_date_range(start, end, tz=p.timezone)
     from pipectl.ops import backfill as bf
     opts = dict(reprocess=reprocess, tasks=tasks, schedule=schedule, backwards=backwards)
-    store = _existing_store(c)
+    from pipectl.state.store import existing_store
+    store = existing_store(c.config())
     try:
         items = bf.plan(p, store, lo, hi, **opts)
     finally:
@@ -86,7 +77,7 @@ def backfill(
         typer.confirm(f"re-run {reruns['task_instances']} task instances (successes included) in "
                       f"{reruns[bf.RERUN]} existing runs of {p.name}?", abort=True, err=True)
 
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     store = open_store(c.config())
     try:
         engine = _engine(c, store)
@@ -257,7 +248,7 @@ def retry(
     from pipectl.cli.app import find_run
     run = find_run(c, p, date_, run_id=run_id, at=at)
     from pipectl.ops import backfill as bf, rerun
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     store = open_store(c.config(), create=False)
     try:
         engine = _engine(c, store)
@@ -337,7 +328,7 @@ def mark(
         raise UsageError("mark needs --date D and --task T (or name the run with --at DATETIME or --run-id ID)")
     from pipectl.cli.app import find_run
     run = find_run(c, p, date_, run_id=run_id, at=at)
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     store = open_store(c.config(), create=False)
     try:
         engine = _engine(c, store)
@@ -371,7 +362,7 @@ def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
     c = get_ctx(ctx)
     p = c.pipeline(pipeline)
     from pipectl.ops import rerun
-    from pipectl.engine.tick import open_store
+    from pipectl.state.store import open_store
     store = open_store(c.config())
     try:
         changed = rerun.set_paused(store, p, paused, _clock(c).now())
@@ -395,7 +386,8 @@ def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
 def _schedule_now(c) -> None:
     """After unpause: the runs it makes due are created now (a tick), not at cron's next tick.
     When a tick is running it may have read the pipeline as paused: the timer then runs one."""
-    from pipectl.engine.tick import open_store, tick
+    from pipectl.engine.tick import tick
+    from pipectl.state.store import open_store
     from pipectl.exec.timer import hand_off
     config = c.config()
     if not tick(config, _clock(c)).busy:
@@ -453,7 +445,8 @@ def grid(
     ds_from = _ds(lo, p.timezone) if lo is not None else None
     ds_to = _ds(hi, p.timezone) if hi is not None else None
     from pipectl.views.history import grid_data
-    store = _existing_store(c)
+    from pipectl.state.store import existing_store
+    store = existing_store(c.config())
     try:
         if store is None:
             runs, tis = [], []
