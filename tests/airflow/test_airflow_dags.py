@@ -430,6 +430,11 @@ def test_airflow_dags_test_of_the_quickstart_writes_pipectls_rows(tmp_path, airf
     export(projects["airflow"], dags)
     env = {**base_env, **flaky, "PIPECTL_FLAKY_DIR": str(tmp_path / "airflow" / "marks"),
            "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    res = airflow_cli("pools", "import", str(dags / "pipectl_pools.json"), env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    con = sqlite3.connect(home / "airflow.db")
+    assert con.execute("SELECT slots FROM slot_pool WHERE pool = 'warehouse'").fetchall() == [(1,)]
+    con.close()
     res = airflow_cli("dags", "test", "daily_orders_by_region", ours["logical_date"], env=env)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     tis = task_instances(home, "manual__%")
