@@ -347,9 +347,24 @@ def init(
     print(f"next: {where}pipectl validate && pipectl tick")
 
 
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="A schedule time skipped or repeated by a DST change within 12 months is an error, not a warning.")]
+
+
+def dst_lint(c: Ctx, pipelines, strict: bool) -> list[str]:
+    """Print the DST warnings of ``pipelines`` (errors with --strict) and return them."""
+    from pipectl.timing.dstlint import dst_warnings
+
+    found = [w for p in pipelines for w in dst_warnings(p, c.now())]
+    for w in found:
+        print(f"{PROG}: {'error' if strict else 'warning'}: {w}", file=sys.stderr)
+    return found
+
+
 @app.command()
-def validate(ctx: typer.Context) -> None:
-    """Check every pipeline spec; problems as FILE:LINE:COL: message."""
+def validate(ctx: typer.Context, strict: StrictOpt = False) -> None:
+    """Check every pipeline spec; problems as FILE:LINE:COL: message. Warns of schedule times a DST change
+    skips or repeats within 12 months."""
     c = get_ctx(ctx)
     res = c.load()
     for err in res.errors:
@@ -361,11 +376,12 @@ def validate(ctx: typer.Context) -> None:
     warnings = cwd_warnings(c.config(), res.pipelines)
     for w in warnings:
         print(f"{PROG}: warning: {w}", file=sys.stderr)
+    dst = dst_lint(c, [p for _, p in sorted(res.pipelines.items())], strict)
     if c.json:
         from pipectl.cli.render import print_json
         print_json({
             "ok": not res.errors,
-            "warnings": warnings,
+            "warnings": warnings + dst,
             "pipelines": rows,
             "invalid": sorted(str(k) for k in (getattr(res, "invalid", {}) or {})),
             "errors": [_error_dict(e) for e in res.errors],
@@ -381,7 +397,7 @@ def validate(ctx: typer.Context) -> None:
                   f"pipeline spec{'s' if bad != 1 else ''}", file=sys.stderr)
         elif not rows:
             print(f"no pipelines found (globs: {', '.join(c.config().pipelines)})", file=sys.stderr)
-    if res.errors:
+    if res.errors or (strict and dst):
         exit_with(1)
 
 

@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipectl.cli.app import MAX_COUNT, AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_params, schedule_words
+from pipectl.cli.app import MAX_COUNT, AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, StrictOpt, WaitOpt, app, dst_lint, exit_with, get_ctx, parse_date_arg, parse_params, schedule_words
 from pipectl.model.errors import PipectlError, UsageError
 from pipectl.model.states import FAILED, SUCCESS, TRY_LIVE
+
 UTC = timezone.utc
 
 
@@ -771,8 +772,9 @@ def _has_run(store, p, when) -> bool:
 
 
 @app.command("next")
-def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> None:
-    """Upcoming schedule times after now, with the logical date each run will carry."""
+def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5, strict: StrictOpt = False) -> None:
+    """Upcoming schedule times after now, with the logical date each run will carry; warns of schedule
+    times a DST change skips or repeats within 12 months."""
     from pipectl.views.reading import next_runs
     c = get_ctx(ctx)
     p = _history(c, pipeline)  # an invalid spec: what its last valid version would do (the warning says so)
@@ -783,6 +785,8 @@ def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> Non
         from pipectl.cli.render import print_json
         print_json(items)
         _warn_backlog(c, [p], c.now())
+        if dst_lint(c, [p], strict) and strict:
+            exit_with(1)
         return
     from pipectl.cli import render
     now = c.now()
@@ -791,3 +795,5 @@ def next_(ctx: typer.Context, pipeline: PipelineArg, count: CountOpt = 5) -> Non
         print(f"  {render.local_time(i['fire_time'], p.timezone, now)} ({render.ago(i['fire_time'], now)})  "
               f"runs ds {i['ds']}, logical date {render.local_time(i['logical_date'], p.timezone, now)}")
     _warn_backlog(c, [p], c.now())
+    if dst_lint(c, [p], strict) and strict:
+        exit_with(1)
