@@ -237,7 +237,7 @@ def test_without_wait_runs_are_queued_for_ticks_and_never_duplicated(tmp_path):
     try:
         engine = Engine(load_config(root), store, Clock())
         engine.promote()
-        states = [r["state"] for r in store.runs_for("daily")]
+        states = [r.state for r in store.runs_for("daily")]
         assert sorted(states) == ["queued", "queued", "running", "running"]  # the backfill's own limit
         engine.drive(None, StepReport())
     finally:

@@ -77,7 +77,7 @@ def _successful_runs(db: Path) -> list[tuple]:
     except Exception:
         return []
     try:
-        return [(r["pipeline"], r["run_type"], r["state"]) for r in store.runs_for("every_minute") if r["state"] == "success"]
+        return [(r.pipeline, r.run_type, r.state) for r in store.runs_for("every_minute") if r.state == "success"]
     finally:
         store.close()
 

@@ -393,8 +393,8 @@ def test_claimed_try_whose_launcher_died_before_starting_it_costs_no_retry(tmp_p
         dead = subprocess.Popen(["true"])
         dead.wait()
         with store.tx():
-            n = store.claim_task_instance(ti["id"], _time.time())
-            store.insert_try(ti["id"], n, launcher_pid=dead.pid, launcher_start="1", boot_id=boot_id(),
+            n = store.claim_task_instance(ti.id, _time.time())
+            store.insert_try(ti.id, n, launcher_pid=dead.pid, launcher_start="1", boot_id=boot_id(),
                              status_path=str(root / ".pipectl" / "status" / "never"), log_path=str(root / "never.log"),
                              timeout=None, pool=None, now=_time.time())
     finally:

@@ -36,7 +36,7 @@ def _start(engine, config, name):
 
 
 def _states(store, pk):
-    return {ti["task"]: ti["state"] for ti in store.task_instances(pk)}
+    return {ti.task: ti.state for ti in store.task_instances(pk)}
 
 
 def _step_until(engine, cond, timeout=20.0):
@@ -76,7 +76,7 @@ def test_random_dag_ends_as_trigger_rules_say(tmp_path, seed):
         pk = _start(engine, config, "p")
         engine.drive({pk}, StepReport())
         got = _states(store, pk)
-        run_state = store.run(pk)["state"]
+        run_state = store.run(pk).state
     finally:
         store.close()
     want: dict[str, str] = {}
@@ -116,7 +116,7 @@ def test_tasks_reset_behind_the_engines_back_are_started_again(tmp_path, who):
         for _ in range(3):  # the engine has settled views of this run
             engine.step()
         (root / "ok").touch()
-        ids = {ti["task"]: ti["id"] for ti in store.task_instances(pk)}
+        ids = {ti.task: ti.id for ti in store.task_instances(pk)}
         if who == "other connection":
             other = open_store(config)
             try:
@@ -135,8 +135,8 @@ def test_tasks_reset_behind_the_engines_back_are_started_again(tmp_path, who):
         assert _step_until(engine, lambda: _states(store, pk)["c"] == "success")
         assert _states(store, pk) == {"a": "success", "b": "success", "c": "success", "slow": "running"}
         (root / "go").touch()
-        assert _step_until(engine, lambda: store.run(pk)["state"] == "success")
-        tries = {t["task"]: t["try_number"] for t in store.tries_for_run(pk)}
+        assert _step_until(engine, lambda: store.run(pk).state == "success")
+        tries = {t.task: t.try_number for t in store.tries_for_run(pk)}
         assert tries == {"a": 2, "b": 1, "c": 1, "slow": 1}
     finally:
         (root / "go").touch()
@@ -162,8 +162,8 @@ def test_task_finished_by_another_process_starts_its_downstream(tmp_path):
         other = Engine(config, other_store, Clock())
         assert _step_until(other, lambda: _states(store, pk)["a"] == "success" and _states(store, pk)["b"] != "pending")
         # `other` launched b itself; our engine only has to see it through to the end
-        assert _step_until(engine, lambda: store.run(pk)["state"] == "success")
-        assert [(t["task"], t["try_number"]) for t in store.tries_for_run(pk)] == [("a", 1), ("b", 1)]
+        assert _step_until(engine, lambda: store.run(pk).state == "success")
+        assert [(t.task, t.try_number) for t in store.tries_for_run(pk)] == [("a", 1), ("b", 1)]
     finally:
         other_store.close()
         store.close()

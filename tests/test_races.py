@@ -82,7 +82,7 @@ def test_retry_from_a_stale_read_never_resets_a_running_task_instance(root):
         from pipectl.ops import rerun
         run = engine.store.run_by_date("etl", q(root, "SELECT logical_date FROM runs")[0][0])
         todo, busy = rerun.retry_plan(engine, run)  # sees `work` failed
-        assert [t["task"] for t in todo] == ["work"] and busy == []
+        assert [t.task for t in todo] == ["work"] and busy == []
         # meanwhile another operator's retry got there first, and a tick started it
         (root / "hold").touch()
         ok(root, "retry", "etl", "--date", DS)
@@ -256,7 +256,7 @@ def _ti(store, state: str, run_state: str = "running") -> tuple[int, int]:
                                interval=(None, None), run_type="manual", params={}, spec={}, now=0)
         store.set_run_state(run, run_state, 0)
         store.insert_task_instances(run, [("a", "a", None, None, state)])
-    return run, store.task_instances(run)[0]["id"]
+    return run, store.task_instances(run)[0].id
 
 
 def _apply(store, name: str, ti: int, state: str):
@@ -280,7 +280,7 @@ def test_each_task_instance_transition_changes_only_its_expected_states(tmp_path
             _, ti = _ti(store, state)
             with store.tx():
                 changed = _apply(store, name, ti, state)
-            after = store.task_instance(ti)["state"]
+            after = store.task_instance(ti).state
             assert changed == (state in froms), (name, state)
             assert (after in tos) if changed else (after == state), (name, state, after)
     finally:
@@ -299,14 +299,14 @@ def test_a_live_try_blocks_claim_reset_and_mark_and_a_stale_try_changes_nothing(
             # a try of an older number ends (or is lost unstarted): the task instance is at try 1
             assert not store.finish_task_instance(ti, 0, "failed", now=2.0, reason="lost", exit_code=None)
             assert not store.requeue_unstarted(ti, 0)
-            assert store.task_instance(ti)["state"] == "running"
+            assert store.task_instance(ti).state == "running"
             # a broken state that reads finished while its try is live: nothing starts or resets it
             store.conn.execute("UPDATE task_instances SET state = 'failed' WHERE id = ?", (ti,))
             assert not store.reset_task_instance(ti)
             assert not store.mark_task_instance(ti, "success", expect="failed", now=2.0, reason="m")
             store.conn.execute("UPDATE task_instances SET state = 'up_for_retry' WHERE id = ?", (ti,))
             assert store.claim_task_instance(ti, 2.0) is None
-        assert store.task_instance(ti)["try_number"] == 1
+        assert store.task_instance(ti).try_number == 1
     finally:
         store.close()
 
@@ -323,9 +323,9 @@ def test_run_transitions(tmp_path):
             assert not store.promote_run(a, 5, 1.0)  # already running
             assert store.finish_run(a, 2.0) is None  # a task instance is still pending
             tis_a = store.task_instances(a)
-            store.set_ti_state(tis_a[0]["id"], "skipped", now=2.0)
+            store.set_ti_state(tis_a[0].id, "skipped", now=2.0)
             assert store.finish_run(a, 2.0) == "success"
-            assert store.run(a)["state"] == "success"
+            assert store.run(a).state == "success"
             assert store.finish_run(a, 3.0) is None
             assert store.reopen_run(a) and not store.reopen_run(a) and not store.reopen_run(b)
         assert store.prune_runs_older_than(1e12) == []  # neither run is finished

@@ -31,7 +31,7 @@ def _counts(proj):
         q = lambda sql: s.conn.execute(sql).fetchone()[0]  # noqa: E731
         return {t: q(f"SELECT count(*) FROM {t}") for t in ("runs", "task_instances", "tries")} | {
             "run_events": q("SELECT count(*) FROM events WHERE run IS NOT NULL")}, \
-            [r["ds"] for r in s.runs_for("daily")]
+            [r.ds for r in s.runs_for("daily")]
     finally:
         s.close()
 
@@ -70,7 +70,7 @@ def test_prune_deletes_old_finished_runs_and_their_logs(tmp_path):
     assert counts["runs"] == 1 and counts["task_instances"] == 2 and counts["tries"] == 2
     s = _db(proj)
     try:
-        keep = s.runs_for("daily")[0]["id"]
+        keep = s.runs_for("daily")[0].id
         assert s.conn.execute("SELECT count(*) FROM events WHERE run IS NOT NULL AND run != ?", (keep,)).fetchone()[0] == 0
     finally:
         s.close()

@@ -120,23 +120,23 @@ def build(root: Path, w: dict):
                 store.set_run_state(pk, RUNNING, now)
                 for ti in store.task_instances(pk):
                     s = next(states, PENDING)
-                    task = pipeline.tasks[ti["base"]]
+                    task = pipeline.tasks[ti.base]
                     if s == PENDING:
                         continue
                     if s in (UPSTREAM_FAILED, SKIPPED):
-                        assert store.set_ti_state(ti["id"], s, now=now, reason="trigger_rule")
+                        assert store.set_ti_state(ti.id, s, now=now, reason="trigger_rule")
                         continue
-                    assert store.claim_task_instance(ti["id"], now - 120) == 1
+                    assert store.claim_task_instance(ti.id, now - 120) == 1
                     if s == RUNNING:
-                        t = store.insert_try(ti["id"], 1, launcher_pid=me[0], launcher_start=me[1], boot_id=me[2],
-                                             status_path=str(root / "no-status" / str(ti["id"])), log_path=str(root / "log"),
+                        t = store.insert_try(ti.id, 1, launcher_pid=me[0], launcher_start=me[1], boot_id=me[2],
+                                             status_path=str(root / "no-status" / str(ti.id)), log_path=str(root / "log"),
                                              timeout=None, pool=task.pool, now=now - 60)
                         store.mark_try_started(t, me[0], me[1])
                     elif s == UP_FOR_RETRY:
-                        assert store.finish_task_instance(ti["id"], 1, s, now=now - 60, reason="exit_code", exit_code=1,
+                        assert store.finish_task_instance(ti.id, 1, s, now=now - 60, reason="exit_code", exit_code=1,
                                                           next_try_at=now + next(retry_at, 5))
                     else:
-                        assert store.finish_task_instance(ti["id"], 1, s, now=now - 60, exit_code=0 if s == SUCCESS else 3,
+                        assert store.finish_task_instance(ti.id, 1, s, now=now - 60, exit_code=0 if s == SUCCESS else 3,
                                                           reason=None if s == SUCCESS else "exit_code")
     return config, store, engine
 
@@ -150,11 +150,11 @@ def test_explain_says_ready_for_exactly_what_dispatch_claims(w):
             step = rules.plan(store, config, engine.clock.now())
             said_ready = {pk for pk, v in step.verdicts.items() if v.ready}
             assert not [v for v in step.verdicts.values() if v.rule == "unknown"], step.verdicts
-            assert [c[2]["id"] for c in step.starts] == sorted(said_ready, key=[c[2]["id"] for c in step.starts].index)
-            before = {t["id"] for t in store.active_tries()}
+            assert [c[2].id for c in step.starts] == sorted(said_ready, key=[c[2].id for c in step.starts].index)
+            before = {t.id for t in store.active_tries()}
             with mock.patch.object(executor, "start", lambda launch: _FakeProc()):
                 engine.step()
-            claimed = {t["ti"] for t in store.active_tries() if t["id"] not in before}
+            claimed = {t.ti for t in store.active_tries() if t.id not in before}
             assert said_ready == claimed
         finally:
             store.close()

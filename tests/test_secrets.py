@@ -83,8 +83,8 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
         run = store.runs_for("sec")[0]
     finally:
         store.close()
-    spec = loads(run["spec"])  # the run's own snapshot: it names the secrets, never holds them
-    assert TOKEN not in run["spec"] and API_KEY not in run["spec"]
+    spec = loads(run.spec)  # the run's own snapshot: it names the secrets, never holds them
+    assert TOKEN not in run.spec and API_KEY not in run.spec
     with pytest.MonkeyPatch.context() as mp:  # the reader resolves ${MY_TOKEN} from its own environment
         mp.setenv("MY_TOKEN", TOKEN)
         text, offset = read_masked(str(hooks), spec)

@@ -23,9 +23,9 @@ def test_a_reused_run_id_never_gets_the_deleted_runs_spec(tmp_path):
     assert engine.spec_of(first).tasks["a"].run == "echo one"
 
     ok(root, "--now", "2030-01-01T00:00:00Z", "prune", "--older-than", "1d")
-    assert engine.store.run(first["id"]) is None
+    assert engine.store.run(first.id) is None
     (root / "pipelines" / "p.yaml").write_text(SPEC.format(word="two").lstrip())
     ok(root, "trigger", "p", "--date", "2026-04-02")
     second = engine.store.run_by_date("p", "2026-04-02T00:00:00+00:00")
-    assert second["id"] == first["id"]  # SQLite gave the new run the deleted one's row id
+    assert second.id == first.id  # SQLite gave the new run the deleted one's row id
     assert engine.spec_of(second).tasks["a"].run == "echo two"

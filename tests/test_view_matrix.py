@@ -204,7 +204,7 @@ def w_big(root):
             log = root / ".pipectl" / "logs" / "etl" / "last" / "t050.1.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("t050 broke\n")
-            t = store.insert_try(ti["id"], 1, launcher_pid=1, launcher_start=None, boot_id="x", status_path="",
+            t = store.insert_try(ti.id, 1, launcher_pid=1, launcher_start=None, boot_id="x", status_path="",
                                  log_path=str(log), timeout=None, pool=None, now=ld.timestamp() + 86400)
             store.finish_try(t, "failed", now=ld.timestamp() + 86460, exit_code=2, reason="exit_code")
     finally:
