@@ -66,7 +66,7 @@ def build(root: Path) -> None:
                 store.set_run_state(pk, "running", created)
                 store.insert_task_instances(pk, [(f"t{j}", f"t{j}", None, None, "success") for j in range(TASKS)])
                 for ti in store.task_instances(pk):
-                    tp = store.insert_try(ti["id"], 1, launcher_pid=1, launcher_start=None, boot_id="bench",
+                    tp = store.insert_try(ti.id, 1, launcher_pid=1, launcher_start=None, boot_id="bench",
                                           status_path="", log_path="", timeout=None, pool=None, now=created)
                     store.finish_try(tp, "success", now=created + 1, exit_code=0, reason=None)
                 store.set_run_state(pk, "success", created + TASKS)
