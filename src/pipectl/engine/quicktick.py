@@ -43,18 +43,17 @@ def nothing_to_do(config, store, now: float) -> bool:
         return False
     if store.count_active() != (0, 0):
         return False
-    rows = store.pipeline_rows()
-    for r in rows.values():
-        if not r["valid"] or r["paused"]:
+    for valid, paused, next_due, spec_text in store.schedule_rows():
+        if not valid or paused:
             continue
-        if r["next_due"] is None:
-            spec = json.loads(r["spec"]) if r["spec"] else {}
+        if next_due is None:
+            spec = json.loads(spec_text) if spec_text else {}
             if any(s.get("kind") in ("cron", "every") for s in spec.get("schedules", ())):
                 return False
             if spec.get("schedules") or spec.get("secret_env"):
                 return False  # event-driven or env-dependent pipelines are looked at every tick
             continue
-        if r["next_due"] <= now:
+        if next_due <= now:
             return False
     return True
 

@@ -14,13 +14,14 @@ import sqlite3
 import time
 import weakref
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Iterable, Iterator
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from pipectl.model.errors import StateError
-from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run,
-                                   SlaMiss, StateCount, TaskInstance, Try, iso)
-from pipectl.model.states import RUN_TRANSITIONS, TI_TRANSITIONS, state as _state
+
+if TYPE_CHECKING:
+    from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,
+                                       Run, SlaMiss, StateCount, TaskInstance, Try)
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
 ACTIVE_TI = ("pending", "running", "up_for_retry")
 
@@ -192,6 +193,18 @@ _ASSET_EVENT_COLS = "id, asset, ds, pipeline, task, run, complete, ts"
 _FILE_TRIGGER_COLS = "id, pipeline, path, size, mtime_ns, run, ts"
 
 _fromiso = datetime.fromisoformat
+_state = None  # model.states.state, bound with the record types by _load_records
+
+
+def _load_records() -> None:
+    """The record types (and the state enum) are imported on the first read that builds a record,
+    not with this module: the no-op tick, which opens the store on every cron minute, never builds
+    one (see schedule_rows), and defining them costs a few ms of its budget."""
+    global AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run, SlaMiss, StateCount
+    global TaskInstance, Try, iso, _state
+    from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,  # noqa: F811
+                                       Run, SlaMiss, StateCount, TaskInstance, Try, iso)
+    from pipectl.model.states import state as _state
 
 
 def _pipeline(r: tuple) -> Pipeline:
@@ -213,7 +226,7 @@ def _try(r: tuple) -> Try:
 
 def _logical_date(value: "datetime | str") -> str:
     """A logical date as stored: callers may pass the datetime of a record or the ISO text."""
-    return value if isinstance(value, str) else iso(value)
+    return value if isinstance(value, str) else value.astimezone(timezone.utc).isoformat()
 
 
 def _dumps(obj: Any) -> str:
@@ -359,11 +372,15 @@ class Store:
 
     def _t(self, sql: str, args: Iterable = ()) -> list[tuple]:
         """Plain tuples, for the record builders (cheaper than sqlite3.Row)."""
+        if _state is None:
+            _load_records()
         cur = self.conn.cursor()
         cur.row_factory = None
         return cur.execute(sql, tuple(args)).fetchall()
 
     def _t1(self, sql: str, args: Iterable = ()) -> tuple | None:
+        if _state is None:
+            _load_records()
         cur = self.conn.cursor()
         cur.row_factory = None
         return cur.execute(sql, tuple(args)).fetchone()
@@ -382,6 +399,13 @@ class Store:
     # -- pipelines -------------------------------------------------------
     def pipeline_rows(self) -> dict[str, Pipeline]:
         return {r[0]: _pipeline(r) for r in self._t(f"SELECT {_PIPELINE_COLS} FROM pipelines")}
+
+    def schedule_rows(self) -> list[tuple[bool, bool, float | None, str | None]]:
+        """(valid, paused, next_due, spec) of every pipeline as plain tuples: all the no-op tick
+        reads, without building records."""
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        return cur.execute("SELECT valid, paused, next_due, spec FROM pipelines").fetchall()
 
     def pipeline_row(self, name: str) -> Pipeline | None:
         r = self._t1(f"SELECT {_PIPELINE_COLS} FROM pipelines WHERE name = ?", (name,))
@@ -821,6 +845,7 @@ class Store:
 
     def _ti_change(self, name: str, to: str, assignments: str, args: tuple, ti_pk: int, guard: str = "",
                    guard_args: tuple = ()) -> bool:
+        from pipectl.model.states import TI_TRANSITIONS
         froms, tos = TI_TRANSITIONS[name]
         if to not in tos:
             raise ValueError(f"no task-instance transition {name!r} to {to!r}")
@@ -901,6 +926,7 @@ class Store:
 
     def _run_change(self, name: str, assignments: str, args: tuple, run_pk: int, guard: str, guard_args: tuple = (),
                     *, to: str | None) -> bool:
+        from pipectl.model.states import RUN_TRANSITIONS
         froms, tos = RUN_TRANSITIONS[name]
         # to None: the state is decided from the run's task instances (finish, resettle)
         state = "?" if to is not None else _RUN_OUTCOME
@@ -917,6 +943,7 @@ class Store:
         deleted in one transaction, each by a conditional DELETE: a run re-opened, or with a
         task instance unfinished or a try live, is never touched, nor is anything of it.
         Returns (run, its (task, try number) pairs) per run deleted (or, dry, that would be)."""
+        from pipectl.model.states import RUN_TRANSITIONS
         froms = RUN_TRANSITIONS["prune"][0]
         marks = ",".join("?" * len(froms))
         where = f"state IN ({marks}) AND coalesce(end, created) < ?{_RUN_SETTLED}"
