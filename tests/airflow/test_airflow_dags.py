@@ -252,7 +252,7 @@ def airflow_render(dag, task, logical: datetime, end: datetime, try_number: int,
     return task, env
 
 
-def test_commands_and_env_render_as_pipectl_renders_them(exported):
+def test_commands_and_env_render_as_pipectl_renders_them(exported, tmp_path):
     """A 22:30 Los Angeles fire time (05:30 UTC the next day, where Airflow's own ds would be a day
     late) and a param full of shell metacharacters: every command, argv, path, URL and variable
     equals pipectl's, and the command run by bash prints the param verbatim, as pipectl's under sh."""
@@ -312,6 +312,21 @@ def test_commands_and_env_render_as_pipectl_renders_them(exported):
     assert all(SECRET["PROBE_TOKEN"] not in str(v) for t in dag.tasks for v in (getattr(t, "env", None) or {}).values())
     # a literal env value full of Jinja stays literal
     assert env["PLAIN"] == "braces {{ ds }} {% raw %} stay literal"
+
+    # a hook is a callback running pipectl's command through /bin/sh with the try's values
+    from pipectl_airflow import Hook
+
+    sh = dag.get_task("sh_task")
+    (hook,) = sh.on_failure_callback
+    assert (hook.command, hook.state) == (shell_command(p.on_failure, values)[0], "failed")
+    out = tmp_path / "hook.out"
+    probe_hook = Hook(f'echo "$PIPECTL_STATE $PIPECTL_DS $PIPECTL_TASK $TOKEN $PIPECTL_EXIT_CODE" > {out}', "failed")
+    sh.pipectl_exit_code = 5
+    ti = FakeTI("sh_task", 3)
+    probe_hook({"logical_date": pendulum.instance(logical), "data_interval_start": pendulum.instance(logical),
+                "data_interval_end": pendulum.instance(end), "run_id": "scheduled__x", "ti": ti, "task": sh,
+                "params": dict(dag.params.dump()), "dag": dag})
+    assert out.read_text() == f"failed 2026-04-03 sh_task {SECRET['PROBE_TOKEN']} 5\n"
 
 
 # -- timetables ----------------------------------------------------------------------------------------

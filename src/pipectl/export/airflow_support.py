@@ -156,6 +156,9 @@ class _Process:
         self.no_retry_exit_codes = tuple(no_retry_exit_codes or ())
         self.retry_on_exit_codes = None if retry_on_exit_codes is None else tuple(retry_on_exit_codes)
         self.pipectl_item = pipectl_item
+        # the env as written, before Airflow renders it in place: a hook renders these once more for its
+        # own values, never the rendered ones (a rendered value may hold braces from a param or the spec)
+        self.pipectl_env_templates = dict(getattr(self, "env", None) or {})
 
     def judge(self, exit_code: int) -> None:
         self.pipectl_exit_code = exit_code
@@ -414,8 +417,8 @@ class Hook:
         env = dict(os.environ)
         env.pop("PIPECTL_NOW", None)
         try:
-            rendered = task.render_template(dict(getattr(task, "env", None) or {}), context) if task else {}
-            rendered.update(task.render_template(self.refs, context) if task else {})
+            templates = {**(getattr(task, "pipectl_env_templates", None) or {}), **self.refs}
+            rendered = task.render_template(templates, context) if task else {}
         except Exception as e:  # a hook never changes the task's state
             print(f"pipectl hook: cannot render its environment: {e}")
             return
