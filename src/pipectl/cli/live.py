@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
+from pipectl.model.states import PENDING, QUEUED, RUNNING, TI_ACTIVE, UP_FOR_RETRY
 from pipectl.state.store import Store, existing_store, loads
 UTC = timezone.utc
 # Below this many columns each item is drawn as lines instead of a table row, so
 # nothing crucial (elapsed time, the reason, a log path) is squeezed out.
 NARROW = 80
-WAITING_STATES = ("pending", "up_for_retry")
+WAITING_STATES = (PENDING, UP_FOR_RETRY)
 
 
 # --------------------------------------------------------------------------- the view model
@@ -62,8 +63,8 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
     runs = [r for r in active if pipeline is None or r.pipeline == pipeline]
     by_id = {r.id: r for r in runs}
     counts = out["counts"]
-    counts["runs_running"] = sum(r.state == "running" for r in runs)
-    counts["runs_queued"] = sum(r.state == "queued" for r in runs)
+    counts["runs_running"] = sum(r.state == RUNNING for r in runs)
+    counts["runs_queued"] = sum(r.state == QUEUED for r in runs)
 
     def spec(run) -> Pipeline | None:
         if run.id not in specs:
@@ -90,9 +91,9 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
 
     # waiting task instances: running runs task by task (DAG order), then queued runs one line each
     why_of = waiting_reasons(store, config, now, spec)
-    for run in sorted(runs, key=lambda r: r.state != "running"):
+    for run in sorted(runs, key=lambda r: r.state != RUNNING):
         p = spec(run)
-        if run.state == "queued":
+        if run.state == QUEUED:
             counts["waiting"] += 1
             if len(out["waiting"]) < limit:
                 reasons = why_of(run, p)
@@ -106,7 +107,7 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
             continue
         whys = {r["task"]: r["why"] for r in why_of(run, p)}
         for ti in _dag_order(tis, p)[:room]:
-            due = ti.next_try_at if ti.state == "up_for_retry" else ti.sensor_next
+            due = ti.next_try_at if ti.state == UP_FOR_RETRY else ti.sensor_next
             out["waiting"].append({**_run_keys(run, p), "task": ti.task, "state": ti.state,
                                    "why": whys.get(ti.task, ti.state),
                                    "due": due, "due_in": (due - now) if due else None})
@@ -129,7 +130,7 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
             slas.append({**_run_keys(run, p), "task": None, "deadline": start + p.sla})
         if task_slas:
             for ti in store.task_instances(run.id):
-                if ti.base in task_slas and ti.state in ("pending", "running", "up_for_retry"):
+                if ti.base in task_slas and ti.state in TI_ACTIVE:
                     slas.append({**_run_keys(run, p), "task": ti.task, "deadline": start + task_slas[ti.base]})
     slas.sort(key=lambda s: s["deadline"])
     counts["sla"] = len(slas)

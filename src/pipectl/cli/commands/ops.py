@@ -9,6 +9,7 @@ import typer
 
 from pipectl.cli.app import MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_date_range
 from pipectl.model.errors import UsageError
+from pipectl.model.states import SUCCESS
 StartOpt = Annotated[str, typer.Option("--start", metavar="D", show_default=False,
                                        help="First ds (YYYY-MM-DD) or logical date (ISO 8601), inclusive.")]
 EndOpt = Annotated[str, typer.Option("--end", metavar="D", show_default=False,
@@ -301,7 +302,7 @@ def retry(
             for t in r["tasks"]:
                 log = f"  log: {t['log']}" if t["log"] and t["state"] == "failed" else ""
                 print(f"  {t['task']} {t['state']}{log}", file=sys.stderr)
-    if final.state != "success":
+    if final.state != SUCCESS:
         exit_with(1)
 
 
