@@ -220,13 +220,12 @@ def _sort_key(d: date | datetime, tz: str) -> datetime:
 
 
 def zone(name: str):
-    """``ZoneInfo(name)``, or a UsageError naming the bad timezone."""
-    from zoneinfo import ZoneInfo
-
-    try:
-        return ZoneInfo(name)
-    except Exception:
-        raise UsageError(f"unknown timezone {name!r}") from None
+    """The timezone ``--tz`` and friends name, or a UsageError naming the bad timezone."""
+    from pipectl.timing.clock import timezone_error, zone as resolve
+    problem = timezone_error(name)
+    if problem:
+        raise UsageError(problem)
+    return resolve(name)
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, str]:

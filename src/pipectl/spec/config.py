@@ -86,11 +86,6 @@ def _short(value: object) -> str:
 
 
 def _check_timezone(tz: object, path: Path) -> None:
-    from zoneinfo import ZoneInfo
-
-    try:
-        if not isinstance(tz, str):
-            raise ValueError
-        ZoneInfo(tz)
-    except Exception:
-        raise ConfigError(f"{path}: unknown timezone {tz!r}") from None
+    from pipectl.timing.clock import timezone_error
+    if not isinstance(tz, str) or timezone_error(tz):
+        raise ConfigError(f"{path}: unknown timezone {tz!r}")

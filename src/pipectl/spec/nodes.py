@@ -66,13 +66,12 @@ def is_kind(node: Node, kind: str) -> bool:
 
 
 def timezone_error(tz: str) -> str | None:
-    from zoneinfo import ZoneInfo, available_timezones
+    """clock.timezone_error, with the nearest known names suggested."""
+    from zoneinfo import available_timezones
 
-    try:
-        ZoneInfo(tz)
-        return None
-    except Exception:
-        return f"unknown timezone {tz!r}{suggest(tz, available_timezones())}"
+    from pipectl.timing.clock import timezone_error as problem
+    found = problem(tz)
+    return found and f"{found}{suggest(tz, available_timezones())}"
 
 
 class NodeReader:

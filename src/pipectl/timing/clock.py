@@ -16,22 +16,23 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @lru_cache(maxsize=64)
 def zone(name: str | None) -> ZoneInfo | timezone:
-    """The timezone called ``name`` (None, "" and the UTC spellings are UTC); ValueError
-    ``unknown timezone 'name'`` when there is none."""
+    """The timezone a schedule or a pipeline names (None, "" and the UTC spellings are UTC);
+    ValueError ``unknown timezone 'name'`` when there is none."""
     if name in (None, "", "UTC", "Etc/UTC", "Z"):
         return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown timezone '{name}'") from None
+        raise ValueError(f"unknown timezone {name!r}") from None
 
 
-def timezone_error(name: str) -> str | None:
-    """None when ``name`` is a known IANA timezone, else the message of :func:`zone`."""
+def timezone_error(name: object) -> str | None:
+    """None when ``name`` is an IANA timezone name, else ``unknown timezone 'name'``: the one
+    check of what a spec, pipectl.toml or a command line may name as a timezone."""
     try:
-        zone(name)
-    except ValueError as e:
-        return str(e)
+        ZoneInfo(name)
+    except Exception:  # not found, not a key (ValueError), not a string (TypeError)
+        return f"unknown timezone {name!r}"
     return None
 
 
