@@ -437,7 +437,8 @@ class Store:
         self._x(f"UPDATE pipelines SET valid = 0, error = 'spec file removed', next_due = NULL WHERE name NOT IN ({marks})", names)
 
     # -- runs ------------------------------------------------------------
-    def insert_run(self, *, run_id: str, pipeline: str, logical_date: str, ds: str, interval: tuple[str | None, str | None],
+    def insert_run(self, *, run_id: str, pipeline: str, logical_date: datetime | str, ds: str,
+                   interval: tuple[datetime | str | None, datetime | str | None],
                    run_type: str, params: dict, spec: dict, now: float, priority: int = 1,
                    batch: str | None = None, max_active: int | None = None) -> int | None:
         """Returns the new run's row id, or None when (pipeline, logical_date) already has a run."""
@@ -445,7 +446,8 @@ class Store:
             """INSERT OR IGNORE INTO runs(run_id, pipeline, logical_date, ds, data_interval_start, data_interval_end,
                    run_type, state, params, spec, priority, batch, max_active, created)
                VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)""",
-            (run_id, pipeline, logical_date, ds, interval[0], interval[1], run_type, _dumps(params), _dumps(spec),
+            (run_id, pipeline, _logical_date(logical_date), ds, interval[0] and _logical_date(interval[0]),
+             interval[1] and _logical_date(interval[1]), run_type, _dumps(params), _dumps(spec),
              priority, batch, max_active, now),
         )
         return cur.lastrowid if cur.rowcount else None
