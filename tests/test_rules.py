@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipectl.exec import executor
 
-from pipectl.engine import rules
+from pipectl.engine import explain, rules
 from pipectl.spec.config import load_config
 from pipectl.model.states import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, UP_FOR_RETRY, UPSTREAM_FAILED
 from pipectl.engine.step import Clock, Engine
@@ -147,7 +147,7 @@ def test_explain_says_ready_for_exactly_what_dispatch_claims(w):
     with tempfile.TemporaryDirectory() as d:
         config, store, engine = build(Path(d), w)
         try:
-            step = rules.plan(store, config, engine.clock.now())
+            step = explain.plan(store, config, engine.clock.now())
             said_ready = {pk for pk, v in step.verdicts.items() if v.ready}
             assert not [v for v in step.verdicts.values() if v.rule == "unknown"], step.verdicts
             assert [c[2].id for c in step.starts] == sorted(said_ready, key=[c[2].id for c in step.starts].index)
@@ -169,7 +169,7 @@ def test_a_pending_task_below_a_failure_is_explained_before_the_step_settles_it(
     config, store, engine = build(tmp_path, w)
     try:
         run = store.last_run("p")
-        v = {x.task: x for x in rules.explain_run(store, config, run, engine.spec_of(run), engine.clock.now())}
+        v = {x.task: x for x in explain.explain_run(store, config, run, engine.spec_of(run), engine.clock.now())}
         assert v["t0"].why == "failed: exit 3 on try 1"
         assert v["t1"].state == "pending" and v["t1"].rule == "trigger_rule"
         assert v["t1"].why == "upstream_failed on the next step because t0 failed (exit 3)"

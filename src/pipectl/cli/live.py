@@ -159,7 +159,7 @@ def waiting_reasons(store: Store, config: ProjectConfig, now: float, spec_of: Ca
     state file (once per frame, and only when something waits), so every reason is what
     dispatch would do and what ``explain`` says.
     """
-    from pipectl.engine import rules
+    from pipectl.engine import explain
     step: list = []
 
     def why(run, pipeline: Pipeline | None) -> list[dict]:
@@ -167,7 +167,7 @@ def waiting_reasons(store: Store, config: ProjectConfig, now: float, spec_of: Ca
             return []
         if not step:
             try:
-                step.append(rules.plan(store, config, now, spec_of=spec_of))
+                step.append(explain.plan(store, config, now, spec_of=spec_of))
             except Exception as e:  # noqa: BLE001 - e.g. a snapshot this version cannot read: the rest still shows
                 step.append(None)
                 why.error = f"{type(e).__name__}: {e}"
@@ -175,7 +175,7 @@ def waiting_reasons(store: Store, config: ProjectConfig, now: float, spec_of: Ca
             return []
         if run.id in step[0].run_notes:
             return [{"task": None, "state": run.state, "why": step[0].run_notes[run.id]}]
-        return [v.as_dict() for v in rules.explain_run(store, config, run, pipeline, now, step[0])]
+        return [v.as_dict() for v in explain.explain_run(store, config, run, pipeline, now, step[0])]
 
     why.error = None
     return why

@@ -24,42 +24,28 @@ from __future__ import annotations
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from typing import Mapping
 
+from pipectl.engine.context import StepContext
+from pipectl.engine.dates import instant
+from pipectl.engine.rules import Paused
+from pipectl.engine.runs import covers_day, create_run, midnight  # noqa: F401  (covers_day: read here too)
 from pipectl.model.pipeline import AssetSchedule, Pipeline
 from pipectl.state.store import loads
+
 UTC = timezone.utc
-
-
-def _day_end(ds: str, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return datetime.combine(date.fromisoformat(ds) + timedelta(days=1), dtime(0), ZoneInfo(tz))
-
-
-def midnight(ds: str, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return datetime.combine(date.fromisoformat(ds), dtime(0), ZoneInfo(tz)).astimezone(UTC)
-
-
-def covers_day(run, store=None) -> bool:
-    """Whether ``run`` (a runs row) stands for the whole of its ds (see the module doc)."""
-    start, end = run["data_interval_start"], run["data_interval_end"]
-    if not end or not start or end <= start:
-        return True
-    spec = run["spec"] if "spec" in run.keys() else store.run_spec(run["id"])
-    tz = (loads(spec) or {}).get("timezone") or "UTC"
-    return datetime.fromisoformat(end) >= _day_end(run["ds"], tz)
+COMPLETED = "asset_completed"  # the signal a complete asset event raises for the step's sources phase
 
 
 # -- producing ----------------------------------------------------------------
-def record(engine, run, ti, task, now: float) -> None:
-    """Called inside the success transaction (Engine.on_task_success)."""
+def record(ctx: StepContext, run, ti, task, now: float) -> None:
+    """The ``on_success`` extension: called inside the transaction that makes ``ti`` succeed."""
+    if not task.produces:
+        return
     complete = covers_day(run)
     for name in task.produces:
-        engine.store.add_asset_event(asset=name, ds=run["ds"], pipeline=run["pipeline"], task=ti["task"],
-                                     run=run["id"], complete=complete, now=now)
+        ctx.store.add_asset_event(asset=name, ds=run["ds"], pipeline=run["pipeline"], task=ti["task"],
+                                  run=run["id"], complete=complete, now=now)
     if complete:
-        engine.asset_dirty = True
+        ctx.signal(COMPLETED)
 
 
 # -- consuming ----------------------------------------------------------------
@@ -71,15 +57,14 @@ def _epoch(text: str | None) -> float:
     return datetime.fromisoformat(text).timestamp() if text else 0.0
 
 
-def trigger(engine, pipelines: Mapping[str, Pipeline], rows, now_dt, report) -> list[int]:
-    """tick.EXTRA_SOURCES entry, also called by any engine step right after a producer succeeded."""
-    from pipectl.engine.tick import instant
+def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, report) -> list[int]:
+    """A tick's source (tick.SOURCES), also the step's right after a producer succeeded."""
     created: list[int] = []
-    store = engine.store
+    store = ctx.store
     for name, p in pipelines.items():
         scheds = asset_schedules(p)
         row = rows.get(name)
-        if not scheds or row is None or row["paused"] or not row["valid"]:
+        if not scheds or row is None or Paused.holds(row) or not row["valid"]:
             continue
         start = instant(p.start_date, p.timezone)
         start_ds = None
@@ -104,9 +89,9 @@ def trigger(engine, pipelines: Mapping[str, Pipeline], rows, now_dt, report) -> 
                     else:
                         lo = midnight(ds, p.timezone)
                         hi = midnight((date.fromisoformat(ds) + timedelta(days=1)).isoformat(), p.timezone)
-                        pk = engine.create_run(p, lo, run_type="asset", interval=(lo, hi))
+                        pk = create_run(ctx, p, lo, run_type="asset", interval=(lo, hi))
                         fresh = pk is not None
-                    now = engine.clock.now()
+                    now = ctx.clock.now()
                     for a in new:
                         store.mark_consumed(name, a, ds, latest[(a, ds)]["event"], pk, now)
                     store.add_event("assets_consumed", now=now, pipeline=name, run=pk,
@@ -122,9 +107,16 @@ def iso_of(store, pk: int) -> str:
     return r["logical_date"] if r else "?"
 
 
-def trigger_from_rows(engine, report) -> list[int]:
+def step_source(ctx: StepContext, report) -> None:
+    """The step's sources phase: a consumer starts as soon as its producers' assets are
+    complete, from a wrapper's reaper or a supervisor too, not a cron tick later."""
+    if ctx.take_signal(COMPLETED):
+        trigger_from_rows(ctx, report)
+
+
+def trigger_from_rows(ctx: StepContext, report) -> list[int]:
     """The reaper/supervisor path: consumers' specs come from the store's cache, no YAML."""
-    rows = engine.store.pipeline_rows()
+    rows = ctx.store.pipeline_rows()
     pipelines = {}
     for n, r in rows.items():
         spec = loads(r["spec"]) if r["valid"] and r["spec"] else None
@@ -132,7 +124,7 @@ def trigger_from_rows(engine, report) -> list[int]:
             pipelines[n] = Pipeline.from_dict(spec)
     if not pipelines:
         return []
-    return trigger(engine, pipelines, rows, engine.clock.dt(), report)
+    return trigger(ctx, pipelines, rows, ctx.clock.dt(), report)
 
 
 def fallback_covered(store, pipeline: Pipeline, logical_date: datetime) -> bool:

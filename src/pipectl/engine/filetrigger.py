@@ -15,14 +15,21 @@ import glob as _glob
 import os
 from datetime import timedelta
 
+from pipectl.engine.context import StepContext
+from pipectl.engine.rules import Paused
+from pipectl.engine.runs import create_run
 from pipectl.model.pipeline import FileSchedule
-def trigger(engine, pipelines, rows, now_dt, report) -> list[int]:
+
+
+def trigger(ctx: StepContext, pipelines, rows, now_dt, report) -> list[int]:
+    """A tick's source (tick.SOURCES): one run per new matching file."""
     created: list[int] = []
-    root = engine.config.root
+    store = ctx.store
+    root = ctx.config.root
     for name, p in pipelines.items():
         scheds = [s for s in p.schedules if isinstance(s, FileSchedule)]
         row = rows.get(name)
-        if not scheds or row is None or row["paused"]:
+        if not scheds or row is None or Paused.holds(row):
             continue
         found = []
         for s in scheds:
@@ -35,16 +42,16 @@ def trigger(engine, pipelines, rows, now_dt, report) -> list[int]:
                     found.append((st.st_mtime_ns, os.path.relpath(path, root), st.st_size))
         ld = now_dt
         for mtime_ns, rel, size in sorted(set(found)):
-            with engine.store.tx():
-                fpk = engine.store.add_file_trigger(name, rel, size, mtime_ns, engine.clock.now())
+            with store.tx():
+                fpk = store.add_file_trigger(name, rel, size, mtime_ns, ctx.clock.now())
                 if fpk is None:
                     continue
                 for _ in range(10_000):
-                    pk = engine.create_run(p, ld, run_type="file", params={"file": rel})
+                    pk = create_run(ctx, p, ld, run_type="file", params={"file": rel})
                     ld += timedelta(microseconds=1)
                     if pk is not None:
                         break
-                engine.store.set_file_trigger_run(fpk, pk)
+                store.set_file_trigger_run(fpk, pk)
             created.append(pk)
             report.created.append(f"{name} file {rel}")
     return created

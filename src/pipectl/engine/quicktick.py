@@ -126,7 +126,7 @@ def _noop_tick(project: str | None) -> int | None:
 
 
 def _prune_due(store, now: float) -> bool:
-    from pipectl.ops.retention import PRUNE_EVERY
+    from pipectl.engine.retention import PRUNE_EVERY
     last = store.get_meta("last_prune")
     try:
         return last is None or now - float(last) >= PRUNE_EVERY

@@ -1,22 +1,24 @@
 """The rulebook: every condition that stands between a task instance and its start.
 
-One rule per condition, in the spirit of Airflow's ``ti_deps``. Each rule has a
-fast decision the engine uses (``promote``, ``advance``, ``dispatch``) and a
-``reason`` that says, in words, what holds a task instance back (None: the rule
-is met). ``explain`` (see :func:`plan`) replays one engine step over the world
-as it stands with these same decisions, in the same order and with the same
-limits, so it can never tell a different story from what dispatch does.
+One rule per condition, in the spirit of Airflow's ``ti_deps``: max_active_runs,
+paused, trigger rule, retry time, launchable (sensor, foreach), sensor, previous
+try, slots (max_parallel and pools). Each rule has a fast decision the engine's
+phases use (promote, advance, pre-launch, dispatch) and a ``reason`` that says, in
+words, what holds a task instance back (None: the rule is met); ``check`` gives
+both at once as ``(ok, reason)``. :mod:`pipectl.engine.explain` replays one
+engine step over the world as it stands with these same decisions, in the same
+order and with the same limits, so it can never tell a different story from what
+dispatch does.
 
-Kept import-light: the tick imports this through the scheduler.
+Kept import-light: the tick imports this through the engine's phases.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pipectl.model.states import FAILED, PENDING, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED
-
 from pipectl.model.pipeline import ForeachCommand, Pipeline, ProjectConfig, Task
+from pipectl.model.states import FAILED, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UPSTREAM_FAILED
+
 UTC = timezone.utc
 READY = "ready"
 
@@ -44,7 +46,7 @@ def at_words(epoch: float, now: float, tz: str | None = None) -> str:
     return f"{clock} {zone}, {rel}".replace(" ,", ",")
 
 
-def _outcome_words(ti) -> str:
+def outcome_words(ti) -> str:
     """'failed: exit 3 on try 3', 'failed: timeout (exit 124) on try 1', 'success on try 2'."""
     state, reason, code, n = ti["state"], ti["reason"], ti["exit_code"], ti["try_number"]
     if reason in (None, "exit_code"):
@@ -55,7 +57,7 @@ def _outcome_words(ti) -> str:
     return state + (f": {what}" if what else "") + (f" {on}" if on else "")
 
 
-def _state_words(ti) -> str:
+def state_words(ti) -> str:
     """'load_dims failed (exit 3)', 'clean upstream_failed', 'extract running'."""
     state = ti["state"]
     words = f"{ti['task']} {state}"
@@ -83,6 +85,38 @@ class MaxActiveRuns:
         return running < limit
 
     @staticmethod
+    def promotion(active, state_of, spec_of, admit, *, stop=None, hold=None) -> None:
+        """The promotion pass over ``active`` runs in their order, shared by the engine and
+        ``explain``: each queued run is offered to ``admit(run, limit) -> bool`` while its key
+        (pipeline, batch) is under its limit; a run left queued goes to ``hold(run, pipeline,
+        place in line, runs holding the slots)``. ``stop()``: the step's deadline has come.
+        A key found full stays full for the pass: a catch-up queues thousands of runs."""
+        running: dict[tuple, list] = {}
+        for r in active:
+            if state_of(r) == RUNNING:
+                running.setdefault((r["pipeline"], r["batch"]), []).append(r)
+        full: dict[tuple, Pipeline] = {}
+        place: dict[tuple, int] = {}
+        for r in active:
+            if state_of(r) != "queued":
+                continue
+            key = (r["pipeline"], r["batch"])
+            p = full.get((key, r["max_active"]))
+            if p is None:
+                if stop is not None and stop():
+                    continue
+                p = spec_of(r)
+                limit = MaxActiveRuns.limit(r, p)
+                if MaxActiveRuns.admits(len(running.get(key, ())), limit):
+                    if admit(r, limit):
+                        running.setdefault(key, []).append(r)
+                    continue
+                full[(key, r["max_active"])] = p
+            if hold is not None:
+                place[key] = place.get(key, 0) + 1
+                hold(r, p, place[key], running.get(key, []))
+
+    @staticmethod
     def reason(run, pipeline: Pipeline, place: int, holders: list) -> str:
         who = "its backfill batch" if run["batch"] else pipeline.name
         held = ", ".join(r["ds"] if r["ds"] else r["run_id"] for r in holders[:5])
@@ -100,6 +134,11 @@ class Paused:
     """``pause`` holds new scheduled (and asset/file) runs; work of existing runs goes on."""
 
     name = "paused"
+
+    @staticmethod
+    def holds(row) -> bool:
+        """``row``: the pipeline's row in the state file (None: never seen, not paused)."""
+        return bool(row is not None and row["paused"])
 
     @staticmethod
     def note(pipeline: str) -> str:
@@ -175,7 +214,7 @@ class TriggerRule:
         else:
             lead = ""
         when = " on the next step" if settles else ""
-        return f"{outcome}{when} because {lead}" + ", ".join(_state_words(u) for u in culprits)
+        return f"{outcome}{when} because {lead}" + ", ".join(state_words(u) for u in culprits)
 
 
 class RetryTime:
@@ -215,6 +254,19 @@ class Launchable:
         if isinstance(task.foreach, ForeachCommand) and ti["map_index"] is None:
             return "foreach"
         return None
+
+
+class Sensor:
+    """A ready sensor is poked (no more often than its poke_interval), never launched:
+    it waits for its condition, until its timeout."""
+
+    name = "sensor"
+
+    @staticmethod
+    def reason(run, task: Task, ti, now: float) -> str:
+        from pipectl.engine.runs import template_values
+        from pipectl.engine.sensors import describe_wait
+        return describe_wait(task, ti, template_values(run, ti, ti["try_number"]), now)
 
 
 class PreviousTry:
@@ -292,350 +344,3 @@ def dispatch_key(candidate: tuple):
     backfill order, oldest logical date, then task instance id."""
     run, pipeline, ti = candidate
     return (-run["priority"], -pipeline.tasks[ti["base"]].priority, run["seq"] or 0, run["logical_date"], ti["id"])
-
-
-# -- explaining the world: one engine step replayed -----------------------------
-@dataclass
-class Verdict:
-    task: str
-    state: str
-    ready: bool
-    rule: str
-    why: str
-
-    def as_dict(self) -> dict:
-        return {"task": self.task, "state": self.state, "ready": self.ready, "rule": self.rule, "why": self.why}
-
-
-@dataclass
-class Plan:
-    """What one engine step would do right now, and why each task instance waits."""
-
-    verdicts: dict[int, Verdict] = field(default_factory=dict)  # task instance id -> verdict
-    run_notes: dict[int, str] = field(default_factory=dict)  # run id -> why the run itself waits
-    promoted: list[int] = field(default_factory=list)
-    starts: list[tuple] = field(default_factory=list)  # (run, pipeline, ti) in claim order
-    pokes: list[tuple] = field(default_factory=list)  # sensors checked by the step
-    expands: list[tuple] = field(default_factory=list)  # foreach commands run by the step
-    finishing: list[int] = field(default_factory=list)  # runs the step finishes
-
-
-def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
-    """Replay ``Engine.step`` (promote, advance, pre-launch, dispatch, and the second round a
-    finished run brings) over the state file without writing anything.
-
-    Not foreseeable here: tries that ended since the last step (their reaping comes first in
-    the step) and the outcome of a sensor's check or a foreach command."""
-    from pipectl.engine.step import _RunView
-    from pipectl.state.store import loads
-    specs: dict[int, Pipeline] = {}
-
-    def spec(run) -> Pipeline:
-        p = specs.get(run["id"])
-        if p is None:
-            p = specs[run["id"]] = spec_of(run) if spec_of else Pipeline.from_dict(loads(store.run_spec(run["id"])))
-        return p
-
-    out = Plan()
-    active = list(store.active_runs())
-    state = {r["id"]: r["state"] for r in active}
-    views: dict[int, tuple] = {}  # run id -> (view, rows by id)
-
-    def promote() -> None:
-        running: dict[tuple, list] = {}
-        for r in active:
-            if state[r["id"]] == RUNNING:
-                running.setdefault((r["pipeline"], r["batch"]), []).append(r)
-        place: dict[tuple, int] = {}
-        full: dict[tuple, Pipeline] = {}  # as in the engine: a catch-up queues thousands of runs
-        for r in active:
-            if state[r["id"]] != "queued":
-                continue
-            key = (r["pipeline"], r["batch"])
-            p = full.get((key, r["max_active"]))
-            if p is not None:
-                place[key] = place.get(key, 0) + 1
-                out.run_notes[r["id"]] = MaxActiveRuns.reason(r, p, place[key], running.get(key, []))
-                continue
-            p = spec(r)
-            if MaxActiveRuns.admits(len(running.get(key, ())), MaxActiveRuns.limit(r, p)):
-                state[r["id"]] = RUNNING
-                out.promoted.append(r["id"])
-                out.run_notes.pop(r["id"], None)
-                running.setdefault(key, []).append(r)
-            else:
-                full[(key, r["max_active"])] = p
-                place[key] = place.get(key, 0) + 1
-                out.run_notes[r["id"]] = MaxActiveRuns.reason(r, p, place[key], running.get(key, []))
-
-    def advance() -> list[tuple]:
-        candidates = []
-        for r in active:
-            if state[r["id"]] != RUNNING or r["id"] in out.finishing:
-                continue
-            p = spec(r)
-            if r["id"] not in views:
-                needs = {name: t.needs for name, t in p.tasks.items()}
-                down: dict[str, list[str]] = {name: [] for name in needs}
-                for name, ups in needs.items():
-                    for u in ups:
-                        down.setdefault(u, []).append(name)
-                view = _RunView(store.ti_states(r["id"]), needs, down)
-                view.evaluate(p, needs, down)
-                full = {ti["id"]: ti for ti in store.task_instances(r["id"])}
-                views[r["id"]] = (view, full)
-                if view.unfinished == 0:
-                    out.finishing.append(r["id"])
-                    continue
-            view, full = views[r["id"]]
-            pks = [i for i in view.ready if view.rows[i][3] == PENDING]
-            pks += [i for i in view.retry if view.rows[i][3] == UP_FOR_RETRY and RetryTime.due(view.rows[i][4], now)]
-            candidates += [(r, p, full[i]) for i in pks if i not in claimed and i in full]
-        return candidates
-
-    claimed: set[int] = set()
-    slots = Slots(config, store.running_counts(), store.running_by_pool(), _pool_holders(store))
-    blocked: dict[int, str] = {}
-
-    def dispatch(candidates: list[tuple]) -> None:
-        keep = []
-        for c in candidates:
-            kind = Launchable.check(c[1].tasks[c[2]["base"]], c[2])
-            if kind == "sensor":
-                if c not in out.pokes:
-                    out.pokes.append(c)
-            elif kind == "foreach":
-                if c not in out.expands:
-                    out.expands.append(c)
-            elif PreviousTry.live(store, c[2]):
-                blocked[c[2]["id"]] = PreviousTry.reason(c[2])
-            else:
-                keep.append(c)
-        for c in sorted(keep, key=dispatch_key):
-            task = c[1].tasks[c[2]["base"]]
-            if slots.blocked(task):
-                blocked[c[2]["id"]] = slots.reason(task)
-                continue
-            slots.take(task, f"{c[2]['task']} ({_run_label(c[0])})")
-            claimed.add(c[2]["id"])
-            blocked.pop(c[2]["id"], None)
-            out.starts.append(c)
-
-    promote()
-    dispatch(advance())
-    if out.finishing:
-        for pk in out.finishing:
-            state[pk] = "finished"
-        promote()
-        dispatch(advance())
-
-    for r in active:
-        _explain_run(out, r, spec(r), views.get(r["id"]), claimed, blocked, state[r["id"]], store, now)
-    return out
-
-
-def _pool_holders(store) -> dict[str, list[str]]:
-    holders: dict[str, list[str]] = {}
-    runs: dict[int, object] = {}
-    for t in store.active_tries():
-        if t["pool"] is None:
-            continue
-        run = runs.get(t["run"]) or runs.setdefault(t["run"], store.run(t["run"]))
-        holders.setdefault(t["pool"], []).append(f"{t['task']} ({_run_label(run)})")
-    return holders
-
-
-def _run_label(run) -> str:
-    return f"{run['pipeline']} {run['ds']}" if run is not None else "?"
-
-
-def _explain_run(out: Plan, run, pipeline: Pipeline, vf, claimed: set, blocked: dict, run_state: str, store,
-                 now: float) -> None:
-    tis = vf[1] if vf else {ti["id"]: ti for ti in store.task_instances(run["id"])}
-    sim = vf[0].rows if vf else {}
-    for pk, ti in tis.items():
-        out.verdicts[pk] = explain_ti(run, pipeline, ti, tis, sim, claimed=pk in claimed, blocked=blocked.get(pk),
-                                      run_note=out.run_notes.get(run["id"]), run_state=run_state, now=now,
-                                      promoted=run["id"] in out.promoted)
-
-
-def _as_seen(row, sim: dict):
-    """A task instance row with the state the step's trigger-rule pass gives it."""
-    s = sim.get(row["id"])
-    if s is None or s[3] == row["state"]:
-        return row
-    d = dict(zip(row.keys(), tuple(row)))
-    d["state"] = s[3]
-    return d
-
-
-def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bool = False, blocked: str | None = None,
-               run_note: str | None = None, run_state: str | None = None, now: float,
-               promoted: bool = False) -> Verdict:
-    """The first rule a task instance does not meet, in the order the engine applies them.
-
-    ``tis``: the run's task instances by id; ``sim``: id -> (id, task, base, state, next_try_at)
-    after the step's trigger-rule pass; ``claimed``/``blocked``: what dispatch did with it."""
-    name, state = ti["task"], ti["state"]
-    run_state = run_state or run["state"]
-    task = pipeline.tasks.get(ti["base"])
-    tz = pipeline.timezone
-
-    def v(ready: bool, rule: str, why: str) -> Verdict:
-        return Verdict(name, state, ready, rule, why)
-
-    if task is None:
-        return v(False, "spec", "task no longer in this run's spec")
-    if claimed:
-        first = " (its run is promoted first)" if promoted else ""
-        if state == UP_FOR_RETRY:
-            what = f"retry {ti['try_number'] - ti['budget_base']} (try {ti['try_number'] + 1})"
-        else:
-            what = f"try {ti['try_number'] + 1}"
-        return v(True, READY, f"ready: {what} starts on the next step{first}")
-    upstream = [_as_seen(u, sim) for u in tis.values() if u["base"] in task.needs]
-    if state == RUNNING:
-        since = at_words(ti["start"], now, tz) if ti["start"] else "?"
-        return v(False, "running", f"running try {ti['try_number']} since {since}")
-    if state in (UPSTREAM_FAILED, SKIPPED) and ti["reason"] == "trigger_rule":
-        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
-        why = TriggerRule.reason(task, upstream, outcome) if outcome == state else None
-        return v(False, "done", why or f"{state} by its trigger rule ({task.trigger_rule})")
-    if state in TI_FINISHED:
-        return v(False, "done", _outcome_words(ti))
-    if run_state == "queued":
-        return v(False, MaxActiveRuns.name, run_note or "run queued")
-    if run_state not in (RUNNING, "finished"):  # finished: the step settles what is left, see below
-        return v(False, "run", f"its run is {run_state}: nothing more starts in it")
-    if state == PENDING:
-        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
-        seen = sim.get(ti["id"])
-        settles = seen is not None and seen[3] != state
-        why = TriggerRule.reason(task, upstream, outcome, settles=settles)
-        if why is not None:
-            return v(False, TriggerRule.name, why)
-    if state == UP_FOR_RETRY:
-        why = RetryTime.reason(task, ti, now, tz)
-        if why is not None:
-            return v(False, RetryTime.name, why)
-    kind = Launchable.check(task, ti)
-    if kind == "sensor":
-        from pipectl.engine.step import template_values
-        from pipectl.engine.sensors import describe_wait
-        return v(False, "sensor", describe_wait(task, ti, template_values(run, ti, ti["try_number"]), now))
-    if kind == "foreach":
-        return v(False, "foreach", "its foreach command lists the items on the next step; they start then")
-    if blocked:
-        return v(False, PreviousTry.name if blocked == PreviousTry.reason(ti) else Slots.name, blocked)
-    return v(False, "unknown", "not offered to dispatch in this step")
-
-
-def explain_run(store, config: ProjectConfig, run, pipeline: Pipeline, now: float, step: Plan | None = None) -> list[Verdict]:
-    """Every task instance of ``run``, in DAG order, with the rule that holds it back."""
-    from pipectl.model.dag import topo_order
-    tis = store.task_instances(run["id"])
-    if run["state"] in (RUNNING, "queued"):
-        step = step or plan(store, config, now)
-        verdicts = {ti["id"]: step.verdicts[ti["id"]] for ti in tis if ti["id"] in step.verdicts}
-    else:
-        by_id = {ti["id"]: ti for ti in tis}
-        verdicts = {ti["id"]: explain_ti(run, pipeline, ti, by_id, {}, now=now) for ti in tis}
-    order = {n: i for i, n in enumerate(topo_order(list(pipeline.tasks), {n: list(t.needs) for n, t in pipeline.tasks.items()}))}
-    tis = sorted(tis, key=lambda ti: (order.get(ti["base"], len(order)), ti["map_index"] or 0, ti["id"]))
-    return [verdicts[ti["id"]] for ti in tis if ti["id"] in verdicts]
-
-
-# -- runs that do not exist (yet) ---------------------------------------------
-def why_no_run(store, pipeline: Pipeline, when, now: datetime) -> list[str]:
-    """Why ``pipeline`` has no run for ``when`` (a ds ``date`` or a logical-date ``datetime``), in the
-    order the scheduler would decide it: schedule, start_date, end_date, interval not closed yet,
-    paused, skipped by ``catchup: false``, due at the next tick; assets a consumer waits for."""
-    from pipectl.model.pipeline import AssetSchedule, FileSchedule
-    row = store.pipeline_row(pipeline.name) if store is not None else None
-    paused = bool(row and row["paused"])
-    out: list[str] = []
-    if pipeline.time_schedules:
-        out.append(_time_reason(pipeline, row, when, now, paused))
-    for s in pipeline.schedules:
-        if isinstance(s, AssetSchedule):
-            out.append(_asset_reason(store, pipeline, s, when, paused))
-        elif isinstance(s, FileSchedule):
-            out.append(f"schedule {{file: {s.file}}}: one run per new matching file; none has made a run for "
-                       f"{_when_text(when)}" + (" (paused: files wait for unpause)" if paused else ""))
-    if not pipeline.schedules:
-        out.append(f"{pipeline.name} has no schedule: runs come only from `pipectl trigger` or `pipectl backfill`")
-    return out
-
-
-def _when_text(when) -> str:
-    return when.isoformat() if isinstance(when, datetime) else f"ds {when.isoformat()}"
-
-
-def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> str:
-    from datetime import time as dtime, timedelta
-    from zoneinfo import ZoneInfo
-
-    from pipectl.timing.describe import describe
-    from pipectl.timing.timetable import due_intervals, timetable
-    from pipectl.engine.tick import instant
-    tz = pipeline.timezone
-    start = instant(pipeline.start_date, tz)
-    end = instant(pipeline.end_date, tz, end_of_day=True)
-    anchor = start or (datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else now)
-    tt = timetable(pipeline.time_schedules, tz, anchor)
-    words = "; ".join(describe(s, tz) for s in pipeline.time_schedules)
-    if isinstance(when, datetime):
-        lo = when
-        if not tt.fires_at(lo):
-            return f"{lo.isoformat()} is not a schedule time of {pipeline.name} ({words}): no scheduled run has it"
-    else:
-        day = datetime.combine(when, dtime(0, 0), ZoneInfo(tz))
-        lo = day if tt.fires_at(day) else tt.next_after(day)
-        if lo is None or lo >= datetime.combine(when + timedelta(days=1), dtime(0, 0), ZoneInfo(tz)):
-            return f"no schedule time of {pipeline.name} falls on ds {when.isoformat()} ({words})"
-    hi = tt.next_after(lo)
-    label = f"the run for {lo.isoformat()}"
-    if start is not None and lo < start:
-        return (f"{label} is before start_date {pipeline.start_date}: the scheduler never creates it "
-                f"(`pipectl backfill {pipeline.name}` can)")
-    if end is not None and lo > end:
-        return f"{label} is beyond end_date {pipeline.end_date}: the scheduler never creates it"
-    nowts = now.timestamp()
-    if hi is None:
-        return f"{label}: its interval never closes ({words})"
-    if hi > now:
-        return (f"{label} does not exist yet: its interval closes at {at_words(hi.timestamp(), nowts, tz)}; "
-                "the first tick after that creates it" + (f" (but {pipeline.name} is paused)" if paused else ""))
-    cursor = datetime.fromisoformat(row["cursor"]) if row and row["cursor"] else None
-    backfill = f"`pipectl backfill {pipeline.name} --start {lo.date()} --end {lo.date()}` runs it"
-    if cursor is not None and hi <= cursor:  # the scheduler has moved past it
-        if not pipeline.catchup:
-            return (f"{label} was skipped by `catchup: false`: after a gap only the latest missed interval runs; "
-                    + backfill)
-        return f"{label}: the scheduler is past it and it has no run (pruned, or deleted); " + backfill
-    due = due_intervals(tt, cursor, start, end, now, pipeline.catchup)
-    if paused:
-        if (lo, hi) in due:
-            then = "unpausing creates it"
-        else:
-            then = "unpausing skips it (`catchup: false` runs only the latest missed interval)"
-        return (f"{label}: {pipeline.name} is paused, so no scheduled run is created; {then} "
-                f"(`pipectl unpause {pipeline.name} --dry-run` previews)")
-    if (lo, hi) in due:
-        return f"{label} is due: its interval closed at {at_words(hi.timestamp(), nowts, tz)}; the next tick creates it"
-    return (f"{label} will be skipped by `catchup: false`: the next tick creates only the latest missed interval; "
-            + backfill)
-
-
-def _asset_reason(store, pipeline: Pipeline, sched, when, paused: bool) -> str:
-    ds = (when.date() if isinstance(when, datetime) else when).isoformat()
-    have = {r["asset"] for r in (store.latest_asset_events(list(sched.assets)) if store is not None else ()) if r["ds"] == ds}
-    missing = [a for a in sched.assets if a not in have]
-    if paused:
-        return f"{pipeline.name} is paused: asset updates wait for unpause"
-    if not missing:
-        return f"assets {', '.join(sched.assets)} are all updated for ds {ds}: the next tick creates the run"
-    if sched.mode == "any" and have:
-        return f"asset {', '.join(sorted(have))} is updated for ds {ds}: the next tick creates the run"
-    word = "every one of" if sched.mode == "all" else "any of"
-    return (f"waiting on asset {', '.join(missing)} for ds {ds} (needs {word} {', '.join(sched.assets)})")

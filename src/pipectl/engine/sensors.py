@@ -20,9 +20,13 @@ import sqlite3
 import subprocess
 from datetime import datetime, timedelta, timezone
 
+from pipectl.engine.context import StepContext
+from pipectl.engine.hooks import task_environment
+from pipectl.engine.runs import template_values
 from pipectl.model.errors import PipectlError
-from pipectl.model.states import FAILED, SKIPPED, SUCCESS
 from pipectl.model.pipeline import Pipeline, Task
+from pipectl.model.states import FAILED, SKIPPED, SUCCESS
+
 UTC = timezone.utc
 POKE_TIMEOUT = 10.0  # seconds one command or http poke may take; a slow check counts as "not yet"
 # ``poke_interval: 0s`` pokes at every check, but never more often than this: whoever keeps the
@@ -63,14 +67,14 @@ def _file_ready(path: str, min_size: int | None, is_glob: bool) -> bool:
     return False
 
 
-def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
+def poke(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti) -> bool:
     """One check: True when ready, False when not yet; SensorError when the sensor is broken."""
-    values = engine.template_values(run, pipeline, ti, ti["try_number"])
+    values = template_values(run, ti, ti["try_number"])
     s = task.sensor
-    root = os.path.join(engine.config.root, task.cwd) if task.cwd else engine.config.root
+    root = os.path.join(ctx.config.root, task.cwd) if task.cwd else ctx.config.root
     if s.kind == "command":
         command, refs = command_of(task, values)
-        env = engine.task_environment(pipeline, task, values)
+        env = task_environment(pipeline, task, values)
         env.update(refs)
         try:
             rc = subprocess.run(["/bin/sh", "-c", command], cwd=root, env=env, stdin=subprocess.DEVNULL,
@@ -102,7 +106,7 @@ def poke(engine, run, pipeline: Pipeline, task: Task, ti) -> bool:
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
             return False  # HTTPError (non-2xx) included: the endpoint says "not yet"
     if s.kind == "task":
-        return task_ready(engine.store, run, pipeline, s.target, s.delta)
+        return task_ready(ctx.store, run, pipeline, s.target, s.delta)
     raise SensorError(f"unknown sensor kind {s.kind!r}")
 
 
@@ -114,9 +118,9 @@ def target_ds(run, pipeline: Pipeline, delta: float | None) -> str:
 
 
 def task_ready(store, run, pipeline: Pipeline, target: str, delta: float | None) -> bool:
-    """``pipeline.task`` succeeded for the ds, in a run that covers the whole day (see assets.covers_day):
+    """``pipeline.task`` succeeded for the ds, in a run that covers the whole day (see runs.covers_day):
     for a 5-minute producer that is its last run of the day, for a daily one its only run."""
-    from pipectl.engine.assets import covers_day
+    from pipectl.engine.runs import covers_day
     other, _, name = target.rpartition(".")
     ds = target_ds(run, pipeline, delta)
     for r in reversed(store.runs_by_ds(other, ds)):
@@ -128,11 +132,16 @@ def task_ready(store, run, pipeline: Pipeline, target: str, delta: float | None)
     return False
 
 
-# -- the engine side ----------------------------------------------------------
-def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
+# -- the engine side: the pre-launch handler of kind "sensor" ---------------------
+def slow(task: Task, ti) -> bool:
+    """A command or http poke may take up to POKE_TIMEOUT."""
+    return task.sensor is not None and task.sensor.kind in ("command", "http")
+
+
+def handle(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     """Poke a ready sensor task instance if its time has come, and settle it; True when it finished."""
-    store = engine.store
-    now = engine.clock.now()
+    store = ctx.store
+    now = ctx.clock.now()
     with store.tx():
         claimed = store.claim_ti_check(ti["id"], now, now + POKE_TIMEOUT + 5)
     if claimed is None:
@@ -145,14 +154,14 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
                             message=f"waiting for {s.kind} {s.target}")
     error = None
     try:
-        ready = poke(engine, run, pipeline, task, claimed)
+        ready = poke(ctx, run, pipeline, task, claimed)
     except SensorError as e:
         ready, error = False, str(e)
     except (sqlite3.Error, PipectlError):
         raise
     except Exception as e:  # a target that cannot be evaluated fails this sensor at once, and only it
         ready, error = False, f"cannot evaluate the sensor: {type(e).__name__}: {e}"
-    now = engine.clock.now()
+    now = ctx.clock.now()
     deadline = started + s.timeout if s.timeout else None
     label = f"{run['pipeline']} {run['ds']} {ti['task']}"
     with store.tx():
@@ -163,19 +172,19 @@ def handle(engine, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
             store.set_ti_state(ti["id"], SUCCESS, now=now, reason=None)
             store.add_event("task_success", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                             message="sensor ready")
-            engine.on_task_success(run, cur, task, now)
-            engine.log(f"sensor ready: {label}")
+            ctx.on_task_success(run, cur, task, now)
+            ctx.log(f"sensor ready: {label}")
         elif error is not None:
             store.set_ti_state(ti["id"], FAILED, now=now, reason="sensor_error")
             store.add_event("task_failed", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                             message=error)
-            engine.log(f"sensor failed: {label}: {error}")
+            ctx.log(f"sensor failed: {label}: {error}")
         elif deadline is not None and now >= deadline:
             state = SKIPPED if s.soft_fail else FAILED
             store.set_ti_state(ti["id"], state, now=now, reason="sensor_timeout")
             store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
                             message="sensor_timeout")
-            engine.log(f"sensor timed out: {label}")
+            ctx.log(f"sensor timed out: {label}")
         else:
             nxt = now + max(s.poke_interval, MIN_POKE_GAP)
             if deadline is not None:
@@ -193,7 +202,7 @@ def _when(t: float | None) -> str:
 def describe_wait(task: Task, ti, values: dict, now) -> str:
     """One line for `explain`: what the sensor waits for, and when it checks next and gives up.
 
-    ``values``: the engine's template values for the run (``Engine.template_values``);
+    ``values``: the run's template values (``runs.template_values``);
     ``now``: epoch seconds or an aware datetime."""
     if isinstance(now, datetime):
         now = now.timestamp()

@@ -9,10 +9,16 @@ many processes step at once the hook runs once.
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
+from pipectl.engine.context import StepContext
+from pipectl.engine.hooks import spawn, task_environment
+from pipectl.engine.runs import template_values
+from pipectl.exec import layout
+from pipectl.model.pipeline import Pipeline
 from pipectl.model.states import TI_FINISHED
+from pipectl.state.store import loads
+
 UTC = timezone.utc
 
 
@@ -22,19 +28,19 @@ def anchor(run) -> float:
     return run["created"]
 
 
-def check(engine, report=None) -> int:
-    """Record new misses and start their hooks; returns how many were recorded."""
-    store = engine.store
-    now = engine.clock.now()
+def check(ctx: StepContext, report=None) -> int:
+    """The step's last phase: record new misses and start their hooks; returns how many were recorded."""
+    store = ctx.store
+    now = ctx.clock.now()
     found = 0
     # a run's spec snapshot never changes: its SLAs are read once per run, not per engine step
-    cache = engine.__dict__.setdefault("_sla_tasks", {})  # run id -> (run sla, {task: sla})
+    cache = ctx.memo("sla by run")  # run id -> (run sla, {task: sla})
     for run in store.active_runs():
-        if engine.out_of_time():  # a tick's deadline: the next step looks again
+        if ctx.out_of_time():  # a tick's deadline: the next step looks again
             break
         slas = cache.get(run["id"])
         if slas is None:
-            slas = cache[run["id"]] = _slas(engine, run)
+            slas = cache[run["id"]] = _slas(ctx, run)
         run_sla, task_slas = slas
         if not run_sla and not task_slas:
             continue
@@ -55,24 +61,22 @@ def check(engine, report=None) -> int:
                 store.add_event("sla_miss", now=now, pipeline=run["pipeline"], run=run["id"], task=task or None,
                                 message=f"{what} not finished by {datetime.fromtimestamp(deadline, UTC).isoformat()}")
             found += 1
-            engine.log(f"SLA missed: {run['pipeline']} {run['ds']} {task or 'run'}")
-            _hook(engine, run, engine.spec_of(run), ti, task)
+            ctx.log(f"SLA missed: {run['pipeline']} {run['ds']} {task or 'run'}")
+            _hook(ctx, run, ctx.spec_of(run), ti, task)
     return found
 
 
-def _slas(engine, run) -> tuple:
+def _slas(ctx: StepContext, run) -> tuple:
     """(run sla, {task: sla}) of a run's snapshot. A catch-up queues thousands of runs with one
     and the same snapshot, and every step (each reaper's too) looks at all of them: the snapshot
     text is parsed once per distinct text, not once per run."""
-    from pipectl.model.pipeline import Pipeline
-    from pipectl.state.store import loads
-    p = engine.cached_spec(run)
+    p = ctx.cached_spec(run)
     if p is not None:
         return p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla}
-    text = run["spec"] if "spec" in run.keys() else engine.store.run_spec(run["id"])
+    text = run["spec"] if "spec" in run.keys() else ctx.store.run_spec(run["id"])
     if text is None:  # pruned since the list was read
         return None, {}
-    by_text = engine.sla_by_spec
+    by_text = ctx.memo("sla by snapshot")
     slas = by_text.get(text)
     if slas is None:
         p = Pipeline.from_dict(loads(text))
@@ -80,26 +84,20 @@ def _slas(engine, run) -> tuple:
     return slas
 
 
-def _hook(engine, run, pipeline, ti, task: str) -> None:
-    from pipectl.exec import executor
-    from pipectl.engine.step import log_path
+def _hook(ctx: StepContext, run, pipeline, ti, task: str) -> None:
     from pipectl.spec.templates import runnable_command
     t = pipeline.tasks.get(ti["base"]) if ti is not None else None
     command = (t.on_sla_miss if t is not None else None) or pipeline.on_sla_miss
     if not command:
         return
     fake = ti if ti is not None else {"task": "", "item": None, "try_number": 0}
-    values = engine.template_values(run, pipeline, fake, fake["try_number"])
+    values = template_values(run, fake, fake["try_number"])
     base = t or next(iter(pipeline.tasks.values()))
-    env = engine.task_environment(pipeline, base, values)
+    env = task_environment(pipeline, base, values)
     env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task)
     command, refs = runnable_command(command, values)
     env.update(refs)
-    hook_log = os.path.join(os.path.dirname(log_path(engine.config, run, "x", 0)), "hooks.log")
-    proc = executor.run_hook(command, cwd=engine.config.root, env=env,
-                             log_path=hook_log, label="on_sla_miss")
-    if proc is not None:
-        engine.children[proc.pid] = proc
+    spawn(ctx, command, env, layout.hooks_log(ctx.config, run), "on_sla_miss")
 
 
 def misses_for(store, pipeline: str | None = None, run: int | None = None) -> list[dict]:

@@ -8,18 +8,21 @@ or croniter.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime, timezone
-from pathlib import Path
+from datetime import datetime, timezone
 
 from pipectl.state.files import private_dir
 from pipectl.model.errors import PipectlError
-from pipectl.model.pipeline import CronSchedule, EverySchedule, Pipeline, ProjectConfig
-from pipectl.engine.step import Clock, Engine, StepReport, forget_dead_supervisors, iso
+from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, Pipeline, ProjectConfig
+from pipectl.engine import assets, filetrigger
+from pipectl.engine.dates import instant  # noqa: F401  (read from here by ops and views)
+from pipectl.engine.rules import Paused
+from pipectl.engine.step import Clock, Engine, StepReport, iso
+from pipectl.exec.handoff import hand_off
+from pipectl.exec.supervisors import forget_dead_supervisors
 from pipectl.state.store import Store, loads, open_store
 UTC = timezone.utc
 NEVER = 1e18  # next_due of a schedule that has ended: the no-op tick skips it
@@ -41,22 +44,6 @@ class TickResult:
 from pipectl.engine.quicktick import nothing_to_do as _nothing_to_do, spec_fingerprint  # noqa: E402,F401
 
 
-def instant(value: str | None, tz: str, end_of_day: bool = False) -> datetime | None:
-    """A spec's start_date/end_date: a date means local midnight (end_date: the whole day)."""
-    if value is None:
-        return None
-    from zoneinfo import ZoneInfo
-
-    if len(value) == 10:
-        d = datetime.fromisoformat(value)
-        t = dtime(23, 59, 59) if end_of_day else dtime(0, 0)
-        return datetime.combine(d.date(), t, ZoneInfo(tz)).astimezone(UTC)
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=ZoneInfo(tz))
-    return dt.astimezone(UTC)
-
-
 def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[dict[str, Pipeline], dict[str, list[str]]]:
     """The valid pipelines, from the cache when no spec changed; invalid ones with their errors."""
     fp = spec_fingerprint(config)
@@ -70,7 +57,7 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     from pipectl.spec.loader import load_pipelines
     result = load_pipelines(config)
     # whole minutes, as cron ticks: an anchor of 10:05:00.018 would give odd logical dates, and the
-    # tick at 11:05 could start a few ms before the interval it should close (issue 3)
+    # tick at 11:05 could start a few ms before the interval it should close
     anchor = iso(datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0))
     invalid = {name: [str(e) for e in errs] for name, errs in result.invalid.items()}
     valid = dict(result.pipelines)
@@ -113,8 +100,8 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
         if engine.out_of_time():
             more = True
             break
-        # issue 5: the cron fallback of an asset schedule stands down when its ds already has a run
-        if len(pipeline.schedules) > len(pipeline.time_schedules) and _fallback_covered(engine, pipeline, lo):
+        # the cron fallback of an asset schedule stands down when its ds already has a run
+        if len(pipeline.schedules) > len(pipeline.time_schedules) and assets.fallback_covered(engine.store, pipeline, lo):
             pk = None
         else:
             pk = engine.create_run(pipeline, lo, run_type="scheduled", interval=(lo, hi))
@@ -173,11 +160,10 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                     store.set_meta("last_tick", repr(now))
                 _retention(config, store, now, result.report)
                 return result
-            engine = Engine(config, store, clock, log=log)
+            # real time: a tick returns within its budget, keeping a reserve for closing down
+            deadline = None if wait else started + config.tick_budget - budget_reserve(config.tick_budget)
+            engine = Engine(config, store, clock, log=log, deadline=deadline)
             _mark_began(store)
-            if not wait:
-                # real time: a tick returns within its budget, keeping a reserve for closing down
-                engine.deadline = started + config.tick_budget - budget_reserve(config.tick_budget)
             pipelines, result.invalid = refresh_pipelines(config, store, now)
             touched = create_due_runs(engine, pipelines, store.pipeline_rows(), result.report)
             with store.tx():
@@ -189,7 +175,6 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 _retention(config, store, now, result.report)
             if not wait:
                 # retries, sensor pokes and what the budget left undone are due before cron's next tick
-                from pipectl.exec.timer import hand_off
                 hand_off(engine, step_began, step_now=engine.truncated)
             if wait:
                 active = {r["id"] for r in store.active_runs()}
@@ -212,7 +197,7 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
             break
         p = pipelines[name]
         row = rows[name]
-        if row["paused"] or not is_time_scheduled(p):
+        if Paused.holds(row) or not is_time_scheduled(p):
             continue
         if row["next_due"] is not None and row["next_due"] > now:
             continue
@@ -226,16 +211,16 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
         for pk in created:
             touched.add(pk)
             report.created.append(f"{name} {store.run(pk)['logical_date']}")
-    for hook in EXTRA_SOURCES:
+    for source in SOURCES:
         if engine.out_of_time():
             break
-        touched |= set(hook(engine, pipelines, rows, now_dt, report))
+        touched |= set(source(engine, pipelines, rows, now_dt, report))
     return touched
 
 
 def _mark_began(store: Store) -> None:
     """A scheduling pass wanted since (``unpause`` found a tick running) is this one."""
-    from pipectl.exec.timer import wanted
+    from pipectl.exec.handoff import wanted
     if wanted(store, "tick_wanted") > wanted(store, "tick_began"):
         with store.tx():
             store.set_meta("tick_began", repr(time.time()))
@@ -265,34 +250,23 @@ def _retention(config: ProjectConfig, store: Store, now: float, report: StepRepo
     """``retention`` in pipectl.toml: prune old runs at most hourly (one meta read otherwise)."""
     if not config.retention:
         return
-    from pipectl.ops.retention import maybe_prune
+    from pipectl.engine.retention import maybe_prune
     pruned = maybe_prune(config, store, now)
     if pruned is not None and pruned.runs:
         report.pruned.append(f"{len(pruned.runs)} run(s) older than {config.retention:g}s")
 
 
-# Functions (engine, pipelines, rows, now, report) -> run ids, called on every full tick:
-# asset and file triggers plug in here.
-EXTRA_SOURCES: list = []
-
-
-def _fallback_covered(engine, pipeline, logical_date) -> bool:  # issue 5
-    from pipectl.engine.assets import fallback_covered
-    return fallback_covered(engine.store, pipeline, logical_date)
-
-
-def _asset_source(engine, pipelines, rows, now_dt, report):  # issue 5
-    if not any(s.__class__.__name__ == "AssetSchedule" for p in pipelines.values() for s in p.schedules):
+def _asset_source(engine, pipelines, rows, now_dt, report) -> list[int]:
+    if not any(isinstance(s, AssetSchedule) for p in pipelines.values() for s in p.schedules):
         return []
-    from pipectl.engine.assets import trigger
-    return trigger(engine, pipelines, rows, now_dt, report)
+    return assets.trigger(engine, pipelines, rows, now_dt, report)
 
 
-def _file_source(engine, pipelines, rows, now_dt, report):  # issue 5
-    if not any(s.__class__.__name__ == "FileSchedule" for p in pipelines.values() for s in p.schedules):
+def _file_source(engine, pipelines, rows, now_dt, report) -> list[int]:
+    if not any(isinstance(s, FileSchedule) for p in pipelines.values() for s in p.schedules):
         return []
-    from pipectl.engine.filetrigger import trigger
-    return trigger(engine, pipelines, rows, now_dt, report)
+    return filetrigger.trigger(engine, pipelines, rows, now_dt, report)
 
 
-EXTRA_SOURCES += [_asset_source, _file_source]
+# The sources a full tick runs after the time schedules, (ctx, pipelines, rows, now, report) -> run ids.
+SOURCES: tuple = (_asset_source, _file_source)

@@ -3,7 +3,7 @@
 The scheduler's own code runs on a scratch copy of the state file in a temporary
 directory: the same run creation a tick does (time schedules with their catch-up,
 asset and file triggers), then the rulebook's replay of one engine step
-(:func:`rules.plan`) says which task instances would start. Nothing is launched,
+(:func:`explain.plan`) says which task instances would start. Nothing is launched,
 no sensor is checked, no foreach command runs, no lock or log is written, and the
 real state file is only read.
 
@@ -40,7 +40,7 @@ class Preview:
 def preview(config: ProjectConfig, clock, *, unpause: str | None = None) -> Preview:
     """What ``pipectl tick`` at ``clock``'s now would do; with ``unpause``, what the first tick after
     unpausing that pipeline would create for it (and start)."""
-    from pipectl.engine import rules
+    from pipectl.engine import explain
     from pipectl.engine.step import Engine, StepReport
     from pipectl.state.store import Store, copy_state
     from pipectl.engine.tick import create_due_runs, refresh_pipelines
@@ -66,7 +66,7 @@ def preview(config: ProjectConfig, clock, *, unpause: str | None = None) -> Prev
             for r in sorted((store.run(pk) for pk in created), key=lambda r: (r.pipeline, r.logical_date)):
                 out.created.append({"pipeline": r.pipeline, "logical_date": iso(r.logical_date), "ds": r.ds,
                                     "run_type": r.run_type})
-            step = rules.plan(store, config, clock.now())
+            step = explain.plan(store, config, clock.now())
             out.promoted = len(step.promoted)
             for run, _p, ti in step.starts:
                 if unpause is not None and run.id in before:

@@ -124,14 +124,14 @@ def next_runs(pipeline: Pipeline, now: datetime, count: int, anchor: datetime | 
 def explain_run(store: Store, config: ProjectConfig, run, pipeline: Pipeline, now: float) -> list[dict]:
     """Why each task instance of ``run`` is or is not running, in DAG order: the rulebook's
     verdicts (the rules dispatch applies), as ``{task, state, ready, rule, why}``."""
-    from pipectl.engine.rules import explain_run as verdicts
+    from pipectl.engine.explain import explain_run as verdicts
     return [v.as_dict() for v in verdicts(store, config, run, pipeline, now)]
 
 
 def explain_view(store: Store | None, config: ProjectConfig, pipeline: Pipeline, run, when, now: datetime) -> dict:
     """``explain``: the run's own wait (queued behind max_active_runs) and each task instance's
     verdict in DAG order; without a run, why there is none (``when``: the --date asked about)."""
-    from pipectl.engine import rules
+    from pipectl.engine import explain, rules
     row = store.pipeline_row(pipeline.name) if store is not None else None
     notes = [rules.Paused.note(pipeline.name)] if row and row.paused else []
     if run is None:
@@ -139,11 +139,11 @@ def explain_view(store: Store | None, config: ProjectConfig, pipeline: Pipeline,
             nxt = next_runs(pipeline, now, 1, row.anchor if row else None)
             when = datetime.fromisoformat(nxt[0]["logical_date"]) if nxt else now.date()
         return {"pipeline": pipeline.name, "run_id": None, "state": None, "notes": notes,
-                "why": rules.why_no_run(store, pipeline, when, now), "tasks": []}
-    step = rules.plan(store, config, now.timestamp()) if run.state in (QUEUED, RUNNING) else None
+                "why": explain.why_no_run(store, pipeline, when, now), "tasks": []}
+    step = explain.plan(store, config, now.timestamp()) if run.state in (QUEUED, RUNNING) else None
     if step is not None and run.id in step.run_notes:
         notes.append(step.run_notes[run.id])
-    tasks = [v.as_dict() for v in rules.explain_run(store, config, run, pipeline, now.timestamp(), step)]
+    tasks = [v.as_dict() for v in explain.explain_run(store, config, run, pipeline, now.timestamp(), step)]
     return {"pipeline": pipeline.name, "run_id": run.run_id, "state": run.state, "notes": notes,
             "why": None, "tasks": tasks}
 
