@@ -426,7 +426,7 @@ def graph(
     states = None
     if date_ or at or run_id:
         # a run is drawn as it ran: its own snapshot, even if today's spec is broken or different
-        from pipectl.views.runref import history, snapshot_pipeline
+        from pipectl.cli.runref import history, snapshot_pipeline
         res = history(c, pipeline)
         if not res.valid:
             print(f"{PROG}: warning: pipeline {pipeline} is invalid ({res.errors[0]}); "
@@ -458,8 +458,8 @@ def task_states(c: Ctx, run) -> dict[str, str]:
 def find_run(c: Ctx, pipeline: "Pipeline", when: date | datetime | str | None, run_id: str | None = None,
              at: str | None = None):
     """The run row of ``pipeline`` named by ``when`` (``--date``), ``at`` or ``run_id``; UsageError if none
-    or if a ds matches several runs (see :func:`pipectl.views.runref.find_run`)."""
-    from pipectl.views.runref import find_run as resolve
+    or if a ds matches several runs (see :func:`pipectl.cli.runref.find_run`)."""
+    from pipectl.cli.runref import find_run as resolve
     from pipectl.state.store import existing_store
     store = existing_store(c.config())
     try:

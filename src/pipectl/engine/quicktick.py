@@ -10,7 +10,7 @@ error of any kind) returns None and the full CLI handles the invocation from
 scratch, so its behaviour and messages stay the single source of truth.
 
 Imports: stdlib, the store and the config only (no yaml, croniter, rich,
-filelock, typer, scheduler).
+filelock, typer, the engine).
 """
 from __future__ import annotations
 

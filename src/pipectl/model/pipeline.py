@@ -27,7 +27,7 @@ class RetryPolicy:
 
     def delay(self, try_number: int) -> float:
         """Seconds to wait after failed try ``try_number`` (1-based) before the next."""
-        from pipectl.timing.durations import MAX_SPEC_SECONDS
+        from pipectl.model.limits import MAX_SPEC_SECONDS
         d = self.retry_delay
         if self.retry_backoff == "exponential":
             # 2.0**64 times any delay is past every cap; a bigger exponent would overflow a float

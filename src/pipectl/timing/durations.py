@@ -13,10 +13,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 
 
-DAY = 86400
-# Longest duration a pipeline spec may give (retry delays, timeouts, intervals, SLAs, ...):
-# a year and a day. Longer waits are a calendar's job, not a retry's.
-MAX_SPEC_SECONDS = 366 * DAY
+from pipectl.model.limits import DAY, MAX_SPEC_SECONDS  # noqa: E402,F401  (the spec's longest duration)
 # Longest duration anything accepts (pipectl.toml, `prune --older-than`): a century.
 MAX_SECONDS = 36600 * DAY
 # Dates pipectl accepts (start_date, end_date, --now, --date, --start, --end): far enough from

@@ -273,7 +273,7 @@ def _snapshot_tz(run, default: str) -> str:
     """An invalid pipeline's zone: what its newest run ran with."""
     if run is None:
         return default
-    from pipectl.views.runref import snapshot_pipeline
+    from pipectl.cli.runref import snapshot_pipeline
     return snapshot_pipeline(run).timezone
 
 
@@ -363,14 +363,14 @@ def _late_words(item, now) -> str:
 
 def _run_for(c, store, p, date_: str | None, run_id: str | None = None, at: str | None = None):
     """The run named by --run-id, --at or --date, else the latest one (see runref.find_run)."""
-    from pipectl.views.runref import find_run
+    from pipectl.cli.runref import find_run
     return find_run(store, p, date_, run_id=run_id, at=at)
 
 
 def _run_or_none(c, store, p, date_, run_id=None, at=None):
     """Like :func:`_run_for`, but a pipeline without runs (and nothing named) is an answer, not an error:
     it says so on stderr and the command exits 0."""
-    from pipectl.views.runref import NoRuns
+    from pipectl.cli.runref import NoRuns
     try:
         return _run_for(c, store, p, date_, run_id, at)
     except NoRuns as e:
@@ -384,7 +384,7 @@ def _run_or_none(c, store, p, date_, run_id=None, at=None):
 def _history(c, name: str):
     """The pipeline for commands on existing runs: today's spec, or the last snapshot when the
     file is invalid (a warning says so) -- one typo must not hide the history."""
-    from pipectl.views.runref import history
+    from pipectl.cli.runref import history
     res = history(c, name)
     if not res.valid:
         _warn(c, f"pipeline {name} is invalid ({res.errors[0]}); showing its history from the runs' own snapshots")
@@ -447,7 +447,7 @@ def _creep(rows: list[dict]) -> set[str]:
 def show(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at: AtOpt = None,
          run_id: RunIdOpt = None) -> None:
     """One run: task instances in DAG order, each try (state, start, duration, exit code, reason, log), events."""
-    from pipectl.views.runref import snapshot_pipeline
+    from pipectl.cli.runref import snapshot_pipeline
     from pipectl.views.reading import run_detail
     c = get_ctx(ctx)
     p = _history(c, pipeline)
@@ -754,7 +754,7 @@ def explain(ctx: typer.Context, pipeline: PipelineArg, date_: DateOpt = None, at
 def _asked_when(p, date_: str | None, at: str | None):
     """The ds (a date) or logical date (a datetime) that --date / --at name, None for neither."""
     if at:
-        from pipectl.views.runref import _parse_at
+        from pipectl.cli.runref import _parse_at
         day = parse_date_arg(date_, tz=p.timezone) if date_ else None
         return _parse_at(at, p.timezone, day if day is not None and not isinstance(day, datetime) else None)
     return parse_date_arg(date_, tz=p.timezone) if date_ else None
