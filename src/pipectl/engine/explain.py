@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipectl.engine.advance import RunView, edges
-from pipectl.engine.rules import (READY, Launchable, MaxActiveRuns, Paused, PreviousTry, RetryTime, Sensor, Slots,
+from pipectl.engine.rules import (READY, Launchable, MaxActiveRuns, Paused, PreviousTry, RetryTime, Slots,
                                   TriggerRule, at_words, dispatch_key, outcome_words, trigger_outcome)
 from pipectl.model.pipeline import Pipeline, ProjectConfig
 from pipectl.model.states import PENDING, RUNNING, SKIPPED, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED
@@ -96,7 +96,7 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
 
     claimed: set[int] = set()
     slots = Slots(config, store.running_counts(), store.running_by_pool(), _pool_holders(store))
-    blocked: dict[int, str] = {}
+    blocked: dict[int, tuple[str, str]] = {}  # task instance id -> (rule, why) dispatch held it back
 
     def dispatch(candidates: list[tuple]) -> None:
         keep = []
@@ -108,14 +108,17 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
             elif kind == "foreach":
                 if c not in out.expands:
                     out.expands.append(c)
-            elif PreviousTry.live(store, c[2]):
-                blocked[c[2]["id"]] = PreviousTry.reason(c[2])
             else:
-                keep.append(c)
+                ok, why = PreviousTry.verdict(store, c[2])
+                if ok:
+                    keep.append(c)
+                else:
+                    blocked[c[2]["id"]] = (PreviousTry.name, why)
         for c in sorted(keep, key=dispatch_key):
             task = c[1].tasks[c[2]["base"]]
-            if slots.blocked(task):
-                blocked[c[2]["id"]] = slots.reason(task)
+            ok, why = slots.verdict(task)
+            if not ok:
+                blocked[c[2]["id"]] = (Slots.name, why)
                 continue
             slots.take(task, f"{c[2]['task']} ({_run_label(c[0])})")
             claimed.add(c[2]["id"])
@@ -170,13 +173,14 @@ def _as_seen(row, sim: dict):
     return d
 
 
-def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bool = False, blocked: str | None = None,
+def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bool = False,
+               blocked: tuple[str, str] | None = None,
                run_note: str | None = None, run_state: str | None = None, now: float,
                promoted: bool = False) -> Verdict:
     """The first rule a task instance does not meet, in the order the engine applies them.
 
     ``tis``: the run's task instances by id; ``sim``: id -> (id, task, base, state, next_try_at)
-    after the step's trigger-rule pass; ``claimed``/``blocked``: what dispatch did with it."""
+    after the step's trigger-rule pass; ``claimed``/``blocked`` (rule, why): what dispatch did with it."""
     name, state = ti["task"], ti["state"]
     run_state = run_state or run["state"]
     task = pipeline.tasks.get(ti["base"])
@@ -208,24 +212,21 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
         return v(False, MaxActiveRuns.name, run_note or "run queued")
     if run_state not in (RUNNING, "finished"):  # finished: the step settles what is left, see below
         return v(False, "run", f"its run is {run_state}: nothing more starts in it")
+    # the rules in the order the engine's phases apply them: advance, pre-launch, dispatch
     if state == PENDING:
-        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
         seen = sim.get(ti["id"])
-        settles = seen is not None and seen[3] != state
-        why = TriggerRule.reason(task, upstream, outcome, settles=settles)
-        if why is not None:
+        ok, why = TriggerRule.verdict(task, upstream, settles=seen is not None and seen[3] != state)
+        if not ok:
             return v(False, TriggerRule.name, why)
     if state == UP_FOR_RETRY:
-        why = RetryTime.reason(task, ti, now, tz)
-        if why is not None:
+        ok, why = RetryTime.verdict(task, ti, now, tz)
+        if not ok:
             return v(False, RetryTime.name, why)
-    kind = Launchable.check(task, ti)
-    if kind == "sensor":
-        return v(False, Sensor.name, Sensor.reason(run, task, ti, now))
-    if kind == "foreach":
-        return v(False, "foreach", "its foreach command lists the items on the next step; they start then")
+    ok, why = Launchable.verdict(run, task, ti, now)
+    if not ok:
+        return v(False, Launchable.check(task, ti), why)
     if blocked:
-        return v(False, PreviousTry.name if blocked == PreviousTry.reason(ti) else Slots.name, blocked)
+        return v(False, *blocked)
     return v(False, "unknown", "not offered to dispatch in this step")
 
 

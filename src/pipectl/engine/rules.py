@@ -117,6 +117,13 @@ class MaxActiveRuns:
                 hold(r, p, place[key], running.get(key, []))
 
     @staticmethod
+    def verdict(run, pipeline: Pipeline, holders: list, place: int = 1) -> tuple[bool, str | None]:
+        """``holders``: the runs of the run's key (pipeline, batch) that are running."""
+        if MaxActiveRuns.admits(len(holders), MaxActiveRuns.limit(run, pipeline)):
+            return True, None
+        return False, MaxActiveRuns.reason(run, pipeline, place, holders)
+
+    @staticmethod
     def reason(run, pipeline: Pipeline, place: int, holders: list) -> str:
         who = "its backfill batch" if run["batch"] else pipeline.name
         held = ", ".join(r["ds"] if r["ds"] else r["run_id"] for r in holders[:5])
@@ -139,6 +146,10 @@ class Paused:
     def holds(row) -> bool:
         """``row``: the pipeline's row in the state file (None: never seen, not paused)."""
         return bool(row is not None and row["paused"])
+
+    @staticmethod
+    def verdict(row, pipeline: str) -> tuple[bool, str | None]:
+        return (False, Paused.note(pipeline)) if Paused.holds(row) else (True, None)
 
     @staticmethod
     def note(pipeline: str) -> str:
@@ -190,6 +201,12 @@ class TriggerRule:
     outcome = staticmethod(trigger_outcome)
 
     @staticmethod
+    def verdict(task: Task, upstream: list, settles: bool = False) -> tuple[bool, str | None]:
+        """``upstream``: the upstream task instance rows, with the states the step sees."""
+        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
+        return outcome == READY, TriggerRule.reason(task, upstream, outcome, settles=settles)
+
+    @staticmethod
     def reason(task: Task, upstream: list, outcome: str | None, settles: bool = False) -> str | None:
         """``upstream``: the upstream task instance rows; ``outcome``: trigger_outcome over their states;
         ``settles``: the task instance is still pending and the next step writes ``outcome``."""
@@ -227,6 +244,11 @@ class RetryTime:
         return (next_try_at or 0) <= now
 
     @staticmethod
+    def verdict(task: Task, ti, now: float, tz: str | None) -> tuple[bool, str | None]:
+        why = RetryTime.reason(task, ti, now, tz)
+        return why is None, why
+
+    @staticmethod
     def reason(task: Task, ti, now: float, tz: str | None) -> str | None:
         if RetryTime.due(ti["next_try_at"], now):
             return None
@@ -255,12 +277,28 @@ class Launchable:
             return "foreach"
         return None
 
+    @staticmethod
+    def verdict(run, task: Task, ti, now: float) -> tuple[bool, str | None]:
+        """Not launched: (False, what the step does with it instead)."""
+        kind = Launchable.check(task, ti)
+        if kind == "sensor":
+            return Sensor.verdict(run, task, ti, now)
+        if kind == "foreach":
+            return False, "its foreach command lists the items on the next step; they start then"
+        return True, None
+
 
 class Sensor:
     """A ready sensor is poked (no more often than its poke_interval), never launched:
     it waits for its condition, until its timeout."""
 
     name = "sensor"
+
+    @staticmethod
+    def verdict(run, task: Task, ti, now: float) -> tuple[bool, str | None]:
+        if task.sensor is None:
+            return True, None
+        return False, Sensor.reason(run, task, ti, now)
 
     @staticmethod
     def reason(run, task: Task, ti, now: float) -> str:
@@ -280,6 +318,10 @@ class PreviousTry:
         n = ti["try_number"]
         return bool(n) and any(t["try_number"] == n and t["state"] in ("starting", "running")
                                for t in store.tries_for(ti["id"]))
+
+    @staticmethod
+    def verdict(store, ti) -> tuple[bool, str | None]:
+        return (False, PreviousTry.reason(ti)) if PreviousTry.live(store, ti) else (True, None)
 
     @staticmethod
     def reason(ti) -> str:
@@ -318,6 +360,11 @@ class Slots:
             self.taken.setdefault(None, []).append(label)
             if task.pool is not None:
                 self.taken.setdefault(task.pool, []).append(label)
+
+    def verdict(self, task: Task) -> tuple[bool, str | None]:
+        if not self.blocked(task):
+            return True, None
+        return False, self.reason(task)
 
     def reason(self, task: Task) -> str | None:
         if self.free <= 0:

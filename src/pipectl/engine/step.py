@@ -28,7 +28,6 @@ from pipectl.engine.promote import promote as _promote
 from pipectl.engine.reaping import reap as _reap
 from pipectl.engine.rules import trigger_outcome  # noqa: F401  (tests read it from here)
 from pipectl.engine.runs import create_run, template_values
-from pipectl.exec.layout import log_path  # noqa: F401  (`logs --hooks` reads it from here)
 from pipectl.exec.supervisors import register_supervisor, unregister_supervisor
 from pipectl.model.pipeline import Pipeline, ProjectConfig, Task
 from pipectl.model.states import FAILED, SUCCESS

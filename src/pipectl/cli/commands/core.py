@@ -674,7 +674,7 @@ def _try_words(t) -> str:
 
 def _print_hooks(c, p, date_: str | None, run_id: str | None = None, at: str | None = None) -> None:
     """Hooks of a run write to one hooks.log beside its task logs."""
-    from pipectl.engine.step import log_path
+    from pipectl.exec.layout import hooks_log
     store = _store(c)
     try:
         run = _run_or_none(c, store, p, date_, run_id, at)
@@ -683,7 +683,7 @@ def _print_hooks(c, p, date_: str | None, run_id: str | None = None, at: str | N
     finally:
         if store:
             store.close()
-    path = os.path.join(os.path.dirname(log_path(c.config(), run, "x", 1)), "hooks.log")
+    path = hooks_log(c.config(), run)
     if not os.path.exists(path):
         print(f"no hook output for {run.run_id}", file=sys.stderr)
         return
