@@ -37,7 +37,7 @@ def test_documented_default_is_the_models(row):
         return
     if row.name in ("defaults", "edges"):  # read with tasks: no field of their own
         return
-    owner, _, name = row.target.rpartition(".")
+    owner, _, name = row.field.rpartition(".")
     cls = {"retry": RetryPolicy, "sensor": Sensor}.get(owner) or (Pipeline if K.PIPELINE in row.where else Task)
     default = _model_default(cls, name)
     assert (dict(default) if isinstance(row.default, dict) else default) == row.default
@@ -64,7 +64,7 @@ def test_every_row_reads_into_a_model_field():
     for row in K.KEYS:
         if isinstance(row.value, K.ReadBy) or row.name == "name":
             continue
-        owner, _, name = row.target.rpartition(".")
+        owner, _, name = row.field.rpartition(".")
         if owner:
             assert name in {f.name for f in dataclasses.fields({"retry": RetryPolicy, "sensor": Sensor}[owner])}
         elif K.TASK in row.where:

@@ -10,7 +10,6 @@ at one position (an alias used by two keys): they are listed in this order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from pipectl.model.states import TRIGGER_RULES
@@ -41,12 +40,14 @@ MIN_EVERY = 1.0  # seconds: the scheduler's granularity; less would create runs 
 BASE_TEMPLATE_VARS = tuple(v for v in TEMPLATE_VARS if v not in ("params", "item"))
 
 
-@dataclass(frozen=True)
 class Templates:
     """Which variables a template may use in one place of the spec."""
 
-    params: frozenset[str]
-    item: bool = False
+    __slots__ = ("params", "item")
+
+    def __init__(self, params: frozenset[str], item: bool = False):
+        self.params = params
+        self.item = item
 
     def problem(self, name: str) -> str | None:
         if name in BASE_TEMPLATE_VARS:
@@ -86,18 +87,21 @@ def read_command(r: "NodeReader", key: str, node: "Node", scope: Templates) -> s
 
 # -- value types -----------------------------------------------------------------
 # ``read(r, key, node, scope)``: the value, or None after reporting why there is none.
+# (Plain classes, not dataclasses: making a dataclass costs a millisecond or more of import time.)
 
 class Value:
     kind = "value"  # what the key holds, for people
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.kind!r})"
 
     def read(self, r: "NodeReader", key: str, node: "Node", scope: Templates) -> Any:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
 class Integer(Value):
-    minimum: int
-    maximum: int
+    def __init__(self, minimum: int, maximum: int):
+        self.minimum, self.maximum = minimum, maximum
 
     @property
     def kind(self) -> str:
@@ -107,9 +111,9 @@ class Integer(Value):
         return r.integer(key, node, self.minimum, self.maximum)
 
 
-@dataclass(frozen=True)
 class Duration(Value):
-    positive: bool = False
+    def __init__(self, positive: bool = False):
+        self.positive = positive
 
     @property
     def kind(self) -> str:
@@ -119,9 +123,9 @@ class Duration(Value):
         return r.duration(key, node, positive=self.positive)
 
 
-@dataclass(frozen=True)
 class Choice(Value):
-    choices: tuple[str, ...]
+    def __init__(self, choices: tuple[str, ...]):
+        self.choices = tuple(choices)
 
     @property
     def kind(self) -> str:
@@ -173,24 +177,22 @@ class Command(Value):
         return read_command(r, key, node, scope)
 
 
-@dataclass(frozen=True)
 class Part(Value):
     """A value with structure of its own (tasks, schedules, env, ...): read by the loader's method."""
 
-    method: str
-    kind: str = "see the loader"
+    def __init__(self, method: str, kind: str):
+        self.method, self.kind = method, kind
 
     def read(self, r, key, node, scope):
         return getattr(r, "read_" + self.method)(key, node, scope)
 
 
-@dataclass(frozen=True)
 class ReadBy(Value):
     """Read by the loader's method for another value (``defaults`` and ``edges`` with ``tasks``, a
     task's own keys with the task), never on its own."""
 
-    method: str
-    kind: str = "see the loader"
+    def __init__(self, method: str, kind: str):
+        self.method, self.kind = method, kind
 
     def read(self, r, key, node, scope):
         return None
@@ -201,22 +203,28 @@ class ReadBy(Value):
 ABSENT = object()  # a default meaning "left out of the model's arguments" (the model's own default)
 
 
-@dataclass(frozen=True)
 class Key:
-    name: str
-    value: Value
-    where: tuple[str, ...]
-    default: Any = ABSENT  # what leaving the key out means; ABSENT: the model field's default
-    # where the value goes: a field of Pipeline or Task; "retry.F" of RetryPolicy, "sensor.F" of Sensor
-    field: str = ""
-    null_is_absent: bool = False  # `key: null` (or `key:`) is the same as leaving the key out
-    read_absent: bool = False  # read even when left out (its reader checks a default, or requires it)
-    sensor_only: bool = False  # a task key that only a sensor task may set
-    merge: bool = False  # a mapping a task merges over the one in `defaults:`, key by key
+    """One key: its name, its value type, where it may be written, and what leaving it out means."""
 
-    @property
-    def target(self) -> str:
-        return self.field or self.name
+    __slots__ = ("name", "value", "where", "default", "field", "null_is_absent", "read_absent", "sensor_only",
+                 "merge")
+
+    def __init__(self, name: str, value: Value, where: tuple[str, ...], *, default: Any = ABSENT, field: str = "",
+                 null_is_absent: bool = False, read_absent: bool = False, sensor_only: bool = False,
+                 merge: bool = False):
+        self.name = name
+        self.value = value
+        self.where = where
+        self.default = default  # what leaving the key out means; ABSENT: the model field's default
+        # where the value goes: a field of Pipeline or Task; "retry.F" of RetryPolicy, "sensor.F" of Sensor
+        self.field = field or name
+        self.null_is_absent = null_is_absent  # `key: null` (or `key:`) is the same as leaving the key out
+        self.read_absent = read_absent  # read even when left out (its reader checks a default, or requires it)
+        self.sensor_only = sensor_only  # a task key that only a sensor task may set
+        self.merge = merge  # a mapping a task merges over the one in `defaults:`, key by key
+
+    def __repr__(self) -> str:
+        return f"Key({self.name!r}, {self.value!r}, {self.where!r})"
 
 
 _HOOKS = ("on_failure", "on_retry", "on_success", "on_sla_miss")
@@ -276,9 +284,15 @@ KEYS: tuple[Key, ...] = (
     Key("command", Command(), (FOREACH,)),
 )
 
+_BY_PLACE: dict[str, tuple[Key, ...]] = {}
+for _row in KEYS:
+    for _place in _row.where:
+        _BY_PLACE[_place] = (*_BY_PLACE.get(_place, ()), _row)
+
+
 def keys(where: str) -> tuple[Key, ...]:
     """The rows of keys that may be written in one place, in reading order."""
-    return tuple(k for k in KEYS if where in k.where)
+    return _BY_PLACE.get(where, ())
 
 
 def names(rows: Iterable[Key]) -> tuple[str, ...]:
@@ -295,5 +309,10 @@ OPTION_ROWS = keys(DEFAULTS)
 PIPELINE_KEYS = names(PIPELINE_ROWS)
 TASK_OPTION_KEYS = names(OPTION_ROWS)
 TASK_KEYS = names(keys(TASK))
+SENSOR_ONLY_ROWS = tuple(k for k in OPTION_ROWS if k.sensor_only)
+MERGED_ROWS = tuple(k for k in OPTION_ROWS if k.merge)
+ASSET_ROWS, ASSET_KEYS = keys(ASSET), names(keys(ASSET))
+FOREACH_KEYS = names(keys(FOREACH))
+SCHEDULE_ROWS = {kind: keys(f"{kind} schedule") for kind in SCHEDULE_KINDS}
 HOOK_KEYS = _HOOKS
-SCHEDULE_KEYS = {kind: names(keys(f"{kind} schedule")) for kind in SCHEDULE_KINDS}
+SCHEDULE_KEYS = {kind: names(rows) for kind, rows in SCHEDULE_ROWS.items()}

@@ -37,6 +37,7 @@ _TASK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HHMM_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_NO_TEMPLATES = Templates(frozenset())
 # Names become directory and file names of logs (255 bytes at most on most file systems).
 MAX_NAME = 100
 
@@ -157,9 +158,10 @@ def _finite(value: Any) -> bool:
 
 def _read_rows(r: "_FileSpec", rows: Iterable[K.Key], pairs: dict[str, Pair], scope: Templates | None,
                out: dict[str, Any]) -> None:
-    """Each row's key that ``pairs`` holds (or that is read when left out) -> ``out[row.target]``."""
+    """Each row's key that ``pairs`` holds (or that is read when left out) -> ``out[row.field]``."""
+    get = pairs.get
     for row in rows:
-        pair = pairs.get(row.name)
+        pair = get(row.name)
         if pair is None:
             if not row.read_absent:
                 continue
@@ -170,7 +172,7 @@ def _read_rows(r: "_FileSpec", rows: Iterable[K.Key], pairs: dict[str, Pair], sc
                 continue
         value = row.value.read(r, row.name, node, r.scope if scope is None else scope)
         if value is not None:
-            out[row.target] = value
+            out[row.field] = value
 
 
 # -- one file ----------------------------------------------------------------
@@ -189,14 +191,18 @@ class _FileSpec(NodeReader):
         self.kw: dict[str, Any] = {}  # the Pipeline's arguments read so far
         self.top: dict[str, Pair] = {}
         self.when: dict[str, datetime] = {}  # start_date and end_date, parsed
+        self._scope: tuple[Any, Any, Templates] | None = None
 
     @property
     def scope(self) -> Templates:
         """Template variables of the pipeline's commands: its params, and ``file`` for file-triggered runs."""
-        declared = set(self.kw.get("params", ()))
-        if any(isinstance(s, FileSchedule) for s in self.kw.get("schedules", ())):
-            declared.add("file")
-        return Templates(frozenset(declared))
+        params, schedules = self.kw.get("params", ()), self.kw.get("schedules", ())
+        if self._scope is None or self._scope[0] is not params or self._scope[1] is not schedules:
+            declared = set(params)
+            if any(isinstance(s, FileSchedule) for s in schedules):
+                declared.add("file")
+            self._scope = (params, schedules, Templates(frozenset(declared)))
+        return self._scope[2]
 
     # -- the file -----------------------------------------------------------
     def load(self) -> "_FileSpec":
@@ -231,7 +237,12 @@ class _FileSpec(NodeReader):
         self.known_keys(top, PIPELINE_KEYS, "")
         self.top = top
         self.kw = kw = {"timezone": self.config.timezone}
-        _read_rows(self, K.PIPELINE_ROWS, top, None, kw)
+        try:
+            _read_rows(self, K.PIPELINE_ROWS, top, None, kw)
+        finally:
+            # every file's reader lives until all are read: holding its node tree would make the
+            # collector walk every file's nodes again and again (validate got 40% slower)
+            self.top, self.kw = {}, {}
         kw["secret_env"] = tuple(sorted(self.secret_env))
         if self.errors or kw.get("tasks") is None:
             return None
@@ -319,7 +330,7 @@ class _FileSpec(NodeReader):
         kind = kinds[0]
         self.known_keys(m, SCHEDULE_KEYS[kind], f" in {kind} schedule")
         values: dict[str, Any] = {}
-        _read_rows(self, K.keys(f"{kind} schedule"), m, Templates(frozenset()), values)
+        _read_rows(self, K.SCHEDULE_ROWS[kind], m, _NO_TEMPLATES, values)
         if kind == "cron":
             return CronSchedule(values["cron"], values.get("timezone")) if values.get("cron") else None
         if kind == "every":
@@ -425,11 +436,11 @@ class _FileSpec(NodeReader):
             spec = self.mapping(vnode, f"asset {name!r}")
             if spec is None:
                 continue
-            self.known_keys(spec, K.names(K.keys(K.ASSET)), f" in asset {name!r}")
+            self.known_keys(spec, K.ASSET_KEYS, f" in asset {name!r}")
             entry = {"timezone": pipeline_tz}
             if "fresh_by" not in spec:
                 self.error(knode, f"asset {name!r} needs 'fresh_by' (HH:MM)")
-            _read_rows(self, K.keys(K.ASSET), spec, scope, entry)
+            _read_rows(self, K.ASSET_ROWS, spec, scope, entry)
             out[name] = frozen_map(entry)
         return frozen_map(out)
 
@@ -494,15 +505,15 @@ class _FileSpec(NodeReader):
             self.error(knode, f"task {name!r} needs 'run' (or 'sensor')")
         if "run" in get:
             kw["run"] = self.read_run("run", get["run"], here)
-        for row in K.OPTION_ROWS:
-            if row.sensor_only and row.name in spec and not is_sensor:
+        for row in K.SENSOR_ONLY_ROWS:
+            if row.name in spec and not is_sensor:
                 self.error(spec[row.name][0], f"{row.name!r} only applies to sensor tasks")
         options = {**defaults, **{k: v for k, v in spec.items() if k in TASK_OPTION_KEYS}}
         merged: dict[str, Any] = {}
-        for row in K.OPTION_ROWS:  # a mapping in both: the task's entries over the defaults' ones
-            if row.merge and row.name in defaults and row.name in spec:
+        for row in K.MERGED_ROWS:  # a mapping in both: the task's entries over the defaults' ones
+            if row.name in defaults and row.name in spec:
                 options.pop(row.name)
-                merged[row.target] = frozen_map({**row.value.read(self, row.name, defaults[row.name][1], here),
+                merged[row.field] = frozen_map({**row.value.read(self, row.name, defaults[row.name][1], here),
                                                  **row.value.read(self, row.name, spec[row.name][1], here)})
         kw.update(self.options(options, here, sensor=is_sensor))
         kw.update(merged)
@@ -519,10 +530,17 @@ class _FileSpec(NodeReader):
         """Keys shared by tasks and `defaults:` -> Task keyword arguments (plus sensor settings)."""
         values: dict[str, Any] = {}
         _read_rows(self, K.OPTION_ROWS, options, scope, values)
-        kw: dict[str, Any] = {"retry": RetryPolicy(**{k[6:]: v for k, v in values.items() if k.startswith("retry.")})}
-        kw.update((k, v) for k, v in values.items() if "." not in k)
+        kw: dict[str, Any] = {}
+        parts: dict[str, dict[str, Any]] = {"retry": {}, "sensor": {}}
+        for name, value in values.items():
+            part, dot, attr = name.partition(".")
+            if dot:
+                parts[part][attr] = value
+            else:
+                kw[name] = value
+        kw["retry"] = RetryPolicy(**parts["retry"])
         if sensor:
-            kw["_sensor"] = {k[7:]: v for k, v in values.items() if k.startswith("sensor.")}
+            kw["_sensor"] = parts["sensor"]
         return kw
 
     def read_pool(self, key: str, node: Node, scope: Templates) -> str | None:
@@ -554,7 +572,7 @@ class _FileSpec(NodeReader):
             return tuple(item.value for item in items)
         if isinstance(node, MappingNode):
             m = self.mapping(node, "'foreach'") or {}
-            self.known_keys(m, K.names(K.keys(K.FOREACH)), " in foreach")
+            self.known_keys(m, K.FOREACH_KEYS, " in foreach")
             if "command" not in m:
                 self.error(node, "'foreach' needs a list of items or 'command'")
                 return None

@@ -38,7 +38,7 @@ class SensorKind:
             if k.name in m:
                 value = k.value.read(r, k.name, m[k.name][1], scope)
                 if value is not None:
-                    values[k.target] = value
+                    values[k.field] = value
         return values
 
     @classmethod
