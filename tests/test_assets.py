@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from eventkit import jcli, make_project, ok, q, run_rows, wait_for
+from harness import jcli, make_project, ok, qd as q, run_rows, wait_for
 
 A = """
 schedule: "0 1 * * *"

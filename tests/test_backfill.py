@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from enginekit import counts, q  # noqa: F401  (state reads shared by the engine tests)
-from conftest import cli_env, make_project, run_cli
+from harness import counts, q  # noqa: F401  (state reads shared by the engine tests)
+from conftest import call_cli, cli_env, make_project
 
 NY = ZoneInfo("America/New_York")
 MARCH = [(date(2026, 3, 1) + timedelta(days=i)).isoformat() for i in range(31)]
@@ -44,7 +44,7 @@ def project(tmp_path: Path, spec: str = DAILY, name: str = "daily") -> Path:
 
 
 def cli(root, *args, **kw):
-    return run_cli("--project", root, *args, **kw)
+    return call_cli("--project", root, *args, **kw)
 
 
 def ok(root, *args, **kw):
@@ -207,7 +207,7 @@ def test_ctrl_c_loses_nothing_and_the_same_command_resumes(tmp_path):
     assert unfinished, "interrupted too late to test anything"
     assert len(counts(root, "load")) < 10
 
-    r = run_cli(*args)
+    r = call_cli(*args)
     assert r.returncode == 0, r.stderr
     runs = runs_by_ds(root)
     assert list(runs) == days and {r["state"] for r in runs.values()} == {"success"}

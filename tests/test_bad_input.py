@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 
 OK_SPEC = """
 tasks:
@@ -24,7 +24,7 @@ tasks:
 
 def cli(root, *args, now=None, timeout=60):
     pre = ["--project", str(root)] + (["--now", now] if now else [])
-    return run_cli(*pre, *args, timeout=timeout, cwd=root)
+    return call_cli(*pre, *args, timeout=timeout, cwd=root)
 
 
 def one_error_line(p) -> str:
@@ -264,14 +264,14 @@ def test_absurd_arguments_get_one_clear_line(tmp_path, argv, code, message):
 
 
 def test_project_under_an_unknown_users_home(tmp_path):
-    p = run_cli("--project", "~nouser-pipectl", "status")
+    p = call_cli("--project", "~nouser-pipectl", "status")
     assert p.returncode == 2
     assert one_error_line(p) == ("pipectl: error: bad project directory '~nouser-pipectl': "
                                  "Could not determine home directory.")
 
 
 def test_calendar_end_is_not_an_error(tmp_path):
-    p = run_cli("--now", "9000-12-31", "cron", "@yearly", "--count", "10000", "--json")
+    p = call_cli("--now", "9000-12-31", "cron", "@yearly", "--count", "10000", "--json")
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("-01-01T00:00:00+00:00") == 999  # 9001 .. 9999, then datetime ends
 
@@ -340,14 +340,14 @@ def test_full_disk_gets_one_line_naming_the_path(small_state_dir):
 # -- every failure is one stderr line --------------------------------------------------------------------
 
 def test_bare_pipectl_prints_help_and_one_error_line():
-    p = run_cli()
+    p = call_cli()
     assert p.returncode == 2
     assert "Commands:" in p.stdout
     assert one_error_line(p) == "pipectl: error: missing command (see 'pipectl --help')"
 
 
 def test_init_under_an_unknown_users_home():
-    p = run_cli("init", "~nouser-pipectl/x")
+    p = call_cli("init", "~nouser-pipectl/x")
     assert p.returncode == 2
     assert one_error_line(p) == "pipectl: error: bad directory '~nouser-pipectl/x': Could not determine home directory."
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from enginekit import cli, jcli, make_project, ok, one_error_line, q, runs, tis, wait_for
+from harness import cli, jcli, make_project, ok, one_error_line, q, runs, tis, wait_for
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 from test_install import FAKE_CRONTAB, SPEC
 
 T0 = "2026-04-05T03:00:30Z"
@@ -29,10 +29,10 @@ def _names(out: str) -> list[str]:
 
 def test_healthy_project(tmp_path, env):
     proj = make_project(tmp_path / "proj", {"every_minute": SPEC})
-    assert run_cli("--project", proj, "install", "cron", env=env).returncode == 0
-    r = run_cli("--project", proj, "--now", T0, "tick", "--wait", env=env)
+    assert call_cli("--project", proj, "install", "cron", env=env).returncode == 0
+    r = call_cli("--project", proj, "--now", T0, "tick", "--wait", env=env)
     assert r.returncode == 0, r.stderr
-    d = run_cli("--project", proj, "--now", "2026-04-05T03:01:10Z", "doctor", env=env)
+    d = call_cli("--project", proj, "--now", "2026-04-05T03:01:10Z", "doctor", env=env)
     print(d.stdout)
     assert d.returncode == 0, d.stdout + d.stderr
     assert _names(d.stdout) == ["✔ specs", "✔ state dir", "✔ state file", "✔ ticks", "✔ scheduler", "✔ tzdata", "✔ disk"]
@@ -44,7 +44,7 @@ def test_healthy_project(tmp_path, env):
     assert re.fullmatch(r"✔ ticks: last tick 2026-04-05T03:00:3[01]Z, (39|40)s ago", lines[3]), lines[3]
     assert lines[4] == "✔ scheduler: crontab line installed"
 
-    j = run_cli("--project", proj, "--now", "2026-04-05T03:01:10Z", "doctor", "--json", env=env)
+    j = call_cli("--project", proj, "--now", "2026-04-05T03:01:10Z", "doctor", "--json", env=env)
     data = json.loads(j.stdout)
     assert j.returncode == 0 and data["ok"] is True
     assert [c["name"] for c in data["checks"]] == ["specs", "state dir", "state file", "ticks", "scheduler", "tzdata", "disk"]
@@ -52,11 +52,11 @@ def test_healthy_project(tmp_path, env):
 
 def test_broken_project(tmp_path, env):
     proj = make_project(tmp_path / "proj", {"every_minute": SPEC})
-    assert run_cli("--project", proj, "--now", T0, "tick", "--wait", env=env).returncode == 0
+    assert call_cli("--project", proj, "--now", T0, "tick", "--wait", env=env).returncode == 0
     (proj / "pipelines" / "bad.yaml").write_text("schedule: '61 * * * *'\ntasks:\n  a:\n    run: echo hi\n")
     os.chmod(proj / ".pipectl", 0o755)
     os.chmod(proj / ".pipectl" / "state.db", 0o644)
-    d = run_cli("--project", proj, "--now", "2026-04-05T04:00:00Z", "doctor", env=env)
+    d = call_cli("--project", proj, "--now", "2026-04-05T04:00:00Z", "doctor", env=env)
     print(d.stdout)
     assert d.returncode == 1
     assert _names(d.stdout) == ["✘ specs", "✘ state dir", "✔ state file", "✘ ticks", "✘ scheduler", "✔ tzdata", "✔ disk"]
@@ -67,19 +67,19 @@ def test_broken_project(tmp_path, env):
     assert re.fullmatch(r"✘ ticks: last tick 2026-04-05T03:00:3[01]Z, 59m ago "
                         r"\(expected every minute; is cron or the timer running\?\)", lines[3]), lines[3]
     assert lines[4].startswith(f"✘ scheduler: no crontab line or systemd timer for {proj}; run `pipectl install cron`")
-    data = json.loads(run_cli("--project", proj, "--now", "2026-04-05T04:00:00Z", "doctor", "--json", env=env).stdout)
+    data = json.loads(call_cli("--project", proj, "--now", "2026-04-05T04:00:00Z", "doctor", "--json", env=env).stdout)
     assert data["ok"] is False and [c["ok"] for c in data["checks"]] == [False, False, True, False, False, True, True]
 
 
 def test_no_state_and_foreign_state_file(tmp_path, env):
     proj = make_project(tmp_path / "proj", {"every_minute": SPEC})
-    d = run_cli("--project", proj, "doctor", env=env)
+    d = call_cli("--project", proj, "doctor", env=env)
     assert d.returncode == 1
     assert "✘ state file: no state file at" in d.stdout and "✘ ticks: no tick has run yet" in d.stdout
     (proj / ".pipectl").mkdir(mode=0o700)
     (proj / ".pipectl" / "state.db").write_bytes(b"not sqlite at all" * 10)
     os.chmod(proj / ".pipectl" / "state.db", 0o600)
-    d = run_cli("--project", proj, "doctor", env=env)
+    d = call_cli("--project", proj, "doctor", env=env)
     assert d.returncode == 1 and "Traceback" not in d.stderr
     line = next(l for l in d.stdout.splitlines() if l.startswith("✘ state file"))
     assert "not a pipectl state file" in line
@@ -89,7 +89,7 @@ def test_systemd_timer_counts_as_scheduler(tmp_path, env):
     proj = make_project(tmp_path / "proj", {"every_minute": SPEC})
     units = tmp_path / "units"
     env = {**env, "PIPECTL_SYSTEMD_DIR": str(units), "PIPECTL_SYSTEMCTL": "/bin/true"}
-    assert run_cli("--project", proj, "install", "systemd", "--user", env=env).returncode == 0
-    d = run_cli("--project", proj, "doctor", env=env)
+    assert call_cli("--project", proj, "install", "systemd", "--user", env=env).returncode == 0
+    d = call_cli("--project", proj, "doctor", env=env)
     line = next(l for l in d.stdout.splitlines() if "scheduler" in l)
     assert line.startswith("✔ scheduler: systemd timer pipectl-tick-proj-") and line.endswith(".timer installed")

@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 
-from enginekit import cli, jcli, make_project, ok, runs, tries
+from harness import cli, jcli, make_project, ok, runs, tries
 
 NOW = "2026-04-10T03:00:00Z"
 CATCHUP = """

@@ -8,7 +8,7 @@ import time
 import pytest
 from filelock import FileLock
 
-from enginekit import alive, cli, kill_session, make_project, ok, q, runs, tis, tries, wait_for
+from harness import alive, cli, db, kill_session, make_project, ok, q, runs, tis, tries, wait_for
 
 from pipectl.exec.executor import boot_id, process_start
 LONG_FIRST_TRY = """
@@ -58,7 +58,7 @@ def _running_try(root, timeout=5.0):
 
 
 def _session(sid):
-    from enginekit import session_pids
+    from harness import session_pids
     return session_pids(sid)
 
 
@@ -96,7 +96,7 @@ def test_reboot_marks_running_try_lost(tmp_path):
     try:
         dead = subprocess.Popen(["true"])
         dead.wait()
-        conn = __import__("enginekit").db(root)
+        conn = db(root)
         with conn:
             conn.execute("UPDATE tries SET pid = ?, boot_id = 'another-boot' WHERE id = ?", (dead.pid, t1["id"]))
         conn.close()
@@ -120,7 +120,7 @@ def test_reused_pid_is_lost_and_the_stranger_is_left_alone(tmp_path):
     stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:
         assert process_start(stranger.pid) != "1"
-        conn = __import__("enginekit").db(root)
+        conn = db(root)
         with conn:
             conn.execute("UPDATE tries SET pid = ?, pid_start = '1', boot_id = ? WHERE id = ?",
                          (stranger.pid, boot_id(), t1["id"]))

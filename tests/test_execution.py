@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from enginekit import alive, cli, make_project, ok, q, runs, session_pids, tis, tries, wait_for
+from harness import alive, cli, make_project, ok, q, runs, session_pids, tis, tries, wait_for
 
 
 def _env_file(path) -> dict[str, str]:

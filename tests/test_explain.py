@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from enginekit import cli, jcli, make_project, ok, tis, wait_for
+from harness import cli, jcli, make_project, ok, tis, wait_for
 
 # a task that runs until the test opens the gate
 GATE = "while [ ! -e go ]; do sleep 0.05; done"

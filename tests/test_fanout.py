@@ -1,7 +1,7 @@
 """foreach over a command's output: one task instance per line, evaluated when the task is ready."""
 from __future__ import annotations
 
-from eventkit import make_project, ok, run_rows, tis, tries_of
+from harness import cli, make_project, ok, run_rows, tis_by_task as tis, tries_of
 
 SPEC = """
 tasks:
@@ -41,7 +41,7 @@ def test_foreach_command_with_no_output_skips_the_task(tmp_path):
 
 def test_failing_foreach_command_fails_the_task(tmp_path):
     root = make_project(tmp_path, {"fan": SPEC.replace('"cat regions.txt"', '"cat nothing-here.txt"')})
-    r = __import__("eventkit").cli(root, "trigger", "fan", "--date", "2026-04-09", "--wait", now="2026-04-10T08:00:00Z")
+    r = cli(root, "trigger", "fan", "--date", "2026-04-09", "--wait", now="2026-04-10T08:00:00Z")
     assert r.returncode == 1
     got = tis(root, "fan")
     assert (got["per_region"]["state"], got["per_region"]["reason"]) == ("failed", "foreach_failed")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import cli_env
-from enginekit import make_project, wait_for
+from harness import make_project, wait_for
 
 SPEC = """
 schedule: "0 2 * * *"

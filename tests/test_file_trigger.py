@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from eventkit import make_project, ok, run_rows
+from harness import make_project, ok, run_rows
 
 SPEC = """
 schedule: {file: "incoming/*.csv"}

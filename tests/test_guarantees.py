@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 from conftest import cli_env
-from enginekit import cli, make_project, ok, q, runs, state_db, tries
+from harness import cli, make_project, ok, q, runs, state_db, tries
 
 # Each task appends one line per start; `flock -n` on a per-task-instance file detects
 # two processes of one task instance running at once.

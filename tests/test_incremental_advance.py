@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from enginekit import make_project
+from harness import make_project
 
 from pipectl.spec.config import load_config
 from pipectl.engine.step import Clock, Engine, StepReport, register_supervisor, trigger_outcome

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 from pipectl.spec.templates import shell_command
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,7 @@ REFUSED = [
 def test_validate_refuses_contexts_that_parse_the_value(tmp_path, command, message):
     text = "params: {x: ''}\ntasks:\n  t:\n    run: %s\n" % _yaml_str(command)
     root = make_project(tmp_path, {"p": text})
-    r = run_cli("--project", root, "validate", cwd=root)
+    r = call_cli("--project", root, "validate", cwd=root)
     assert r.returncode == 1
     line = r.stdout.splitlines()[0] if r.stdout.strip() else r.stderr.splitlines()[0]
     col = _column(command)
@@ -145,7 +145,7 @@ def test_validate_refuses_quoted_heredoc_in_hooks_sensors_and_foreach(tmp_path):
             run: echo {{ item }}
         """
     root = make_project(tmp_path, {"p": text})
-    r = run_cli("--project", root, "validate", cwd=root)
+    r = call_cli("--project", root, "validate", cwd=root)
     assert r.returncode == 1
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("pipelines/")]
     assert [ln.split(": ", 1)[0] for ln in lines] == ["pipelines/p.yaml:4:6", "pipelines/p.yaml:9:34",
@@ -170,7 +170,7 @@ def test_validate_accepts_the_safe_spellings(tmp_path):
           e: {run: 'printf %s "$(printf %s "{{ params.x }}")" # {{ ds }}'}
         """
     root = make_project(tmp_path, {"p": text})
-    r = run_cli("--project", root, "validate", cwd=root)
+    r = call_cli("--project", root, "validate", cwd=root)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -185,7 +185,7 @@ def test_hook_with_a_trailing_comment_still_runs_and_reports_its_exit(tmp_path):
           t: {run: "true"}
         """
     root = make_project(tmp_path, {"p": text})
-    r = run_cli("--project", root, "trigger", "p", "--date", "2026-01-01", "--wait")
+    r = call_cli("--project", root, "trigger", "p", "--date", "2026-01-01", "--wait")
     assert r.returncode == 0, r.stderr
     import time
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enginekit import alive, cli, make_project, ok, q, runs, tis, tries, wait_for
+from harness import alive, cli, make_project, ok, q, runs, tis, tries, wait_for
 
 from pipectl.exec import executor
 DATE = "2026-04-01"

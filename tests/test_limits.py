@@ -1,7 +1,7 @@
 """Concurrency limits: max_parallel across the project, pools, and priority when slots are scarce."""
 from __future__ import annotations
 
-from enginekit import make_project, ok, q
+from harness import make_project, ok, q
 
 # Each task appends "start NAME" and "end NAME" lines: the log shows how many ran at once.
 TRACE = 'echo "start {{ task }}" >> trace.log; sleep 0.3; echo "end {{ task }}" >> trace.log'

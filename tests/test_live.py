@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from enginekit import cli, jcli, kill_session, make_project, ok, q, wait_for
+from harness import cli, jcli, kill_session, make_project, ok, q, wait_for
 
 UTC = timezone.utc
 SPECS = {
@@ -220,7 +220,7 @@ def test_watch_never_writes_the_state_file(project):
 
 
 def test_watch_refuses_json_and_unknown_pipelines(project):
-    from enginekit import one_error_line
+    from harness import one_error_line
 
     r = cli(project, "--json", "status", "--watch")
     assert r.returncode == 2 and "--json" in one_error_line(r)

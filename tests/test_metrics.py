@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 
 OK = """
 schedule: null
@@ -37,9 +37,9 @@ def _samples(text: str) -> dict:
 
 def test_metrics_parse_and_values(tmp_path):
     proj = make_project(tmp_path, {"good": OK, "bad": BAD})
-    assert run_cli("--project", proj, "--now", NOW, "trigger", "good", "--date", "2026-04-04", "--wait").returncode == 0
-    assert run_cli("--project", proj, "--now", NOW, "trigger", "bad", "--date", "2026-04-03", "--wait").returncode == 1
-    r = run_cli("--project", proj, "--now", NOW, "metrics")
+    assert call_cli("--project", proj, "--now", NOW, "trigger", "good", "--date", "2026-04-04", "--wait").returncode == 0
+    assert call_cli("--project", proj, "--now", NOW, "trigger", "bad", "--date", "2026-04-03", "--wait").returncode == 1
+    r = call_cli("--project", proj, "--now", NOW, "metrics")
     assert r.returncode == 0, r.stderr
     fams = {f.name: f for f in text_string_to_metric_families(r.stdout)}
     assert {"pipectl_runs", "pipectl_last_success_timestamp_seconds", "pipectl_last_run_duration_seconds",
@@ -62,7 +62,7 @@ def test_metrics_parse_and_values(tmp_path):
 
     out = tmp_path / "textfile" / "pipectl.prom"
     out.parent.mkdir()
-    r2 = run_cli("--project", proj, "--now", NOW, "metrics", "--output", out)
+    r2 = call_cli("--project", proj, "--now", NOW, "metrics", "--output", out)
     assert r2.returncode == 0 and r2.stdout == ""
     assert list(out.parent.iterdir()) == [out]  # no temp file left behind
     assert set(_samples(out.read_text())) == set(s)

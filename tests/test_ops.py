@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from enginekit import counts, q, wait_for  # noqa: F401  (state reads shared by the engine tests)
-from conftest import make_project, run_cli
+import harness
+from harness import counts, make_project, q, tis_by_task, wait_for  # noqa: F401
 
 SPEC = """\
 schedule: "0 2 * * *"
@@ -37,19 +36,15 @@ def project(tmp_path: Path, spec: str = SPEC) -> Path:
 
 def cli(root, *args, **kw):
     kw.setdefault("env", ENV)
-    return run_cli("--project", root, *args, **kw)
+    return harness.cli(root, *args, **kw)
 
 
 def ok(root, *args, **kw):
-    r = cli(root, *args, **kw)
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return r
+    return harness.assert_ok(cli(root, *args, **kw))
 
 
-def tis(root, ds=DS) -> dict[str, sqlite3.Row]:
-    rows = q(root, """SELECT task_instances.* FROM task_instances JOIN runs ON runs.id = task_instances.run
-                      WHERE runs.ds = ?""", (ds,))
-    return {r["task"]: r for r in rows}
+def tis(root, ds=DS) -> dict[str, dict]:
+    return tis_by_task(root, ds=ds)
 
 
 def run_state(root, ds=DS) -> str:
@@ -233,7 +228,7 @@ def test_grid_fits_60_days_by_10_tasks_in_80_columns(tmp_path):
     spec = 'schedule: "@daily"\ntasks:\n' + "".join(f"  {n}:\n    run: \"true\"\n" for n in names)
     root = make_project(tmp_path / "wide", {"wide": spec})
     ok(root, "backfill", "wide", "--start", "2026-01-01", "--end", "2026-03-01", "--wait", "--max-active-runs", "16")
-    r = run_cli("--project", root, "grid", "wide", "--limit", "60", env={"COLUMNS": "80"})
+    r = harness.cli(root, "grid", "wide", "--limit", "60", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
     lines = r.stdout.rstrip("\n").splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -248,7 +243,7 @@ def test_graph_date_colours_by_state_of_a_real_run(tmp_path):
     d = json.loads(ok(root, "--json", "graph", "etl", "--date", DS).stdout)
     assert {k: v["state"] for k, v in d["tasks"].items()} == {
         "extract": "success", "transform": "failed", "load": "upstream_failed", "report": "success"}
-    r = run_cli("--project", root, "graph", "etl", "--date", DS, env={"FORCE_COLOR": "1", "COLUMNS": "120"})
+    r = harness.cli(root, "graph", "etl", "--date", DS, env={"FORCE_COLOR": "1", "COLUMNS": "120"})
     assert r.returncode == 0, r.stderr
     line = [x for x in r.stdout.splitlines() if "transform" in x and "←" in x][0]
     assert "✘" in line and "\x1b[" in line  # glyph and colour

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from enginekit import cli, ok, q, tis  # noqa: F401
+from harness import cli, ok, q, tis  # noqa: F401
 from conftest import make_project
 
 from pipectl.model.states import RUN_TRANSITIONS, TI_STATES, TI_TRANSITIONS
@@ -196,7 +196,7 @@ def test_prune_never_deletes_a_finished_run_with_a_live_try(root):
     ok(root, "backfill", "etl", "--start", DS, "--end", DS)
     ok(root, "tick")
     wait_for(lambda: live_tries(root) == 1)
-    from enginekit import db
+    from harness import db
 
     conn = db(root)
     with conn:

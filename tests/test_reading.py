@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from enginekit import cli, jcli, make_project, ok, one_error_line, q, wait_for
+from harness import cli, jcli, make_project, ok, one_error_line, q, wait_for
 
 NOW = "2026-04-05T03:00:00Z"
 

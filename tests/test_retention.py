@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import stat
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 
 DAILY = """
 schedule: "0 0 * * *"
@@ -39,7 +39,7 @@ def _counts(proj):
 def _setup(tmp_path, toml_extra=""):
     proj = make_project(tmp_path / "proj", {"daily": DAILY}, toml_extra)
     # four old runs (ds 01-01..01-04), all finished on 2026-01-05
-    r = run_cli("--project", proj, "--now", "2026-01-05T00:00:30Z", "tick", "--wait")
+    r = call_cli("--project", proj, "--now", "2026-01-05T00:00:30Z", "tick", "--wait")
     assert r.returncode == 0, r.stderr
     return proj
 
@@ -48,7 +48,7 @@ def test_prune_deletes_old_finished_runs_and_their_logs(tmp_path):
     proj = _setup(tmp_path)
     # catchup would create every day since; a recent run is enough for "kept"
     (proj / "pipelines" / "daily.yaml").write_text(DAILY.replace("catchup: true", "catchup: false"))
-    assert run_cli("--project", proj, "--now", "2026-03-10T00:00:30Z", "tick", "--wait").returncode == 0
+    assert call_cli("--project", proj, "--now", "2026-03-10T00:00:30Z", "tick", "--wait").returncode == 0
     counts, ds = _counts(proj)
     assert ds == ["2026-03-09", "2026-01-04", "2026-01-03", "2026-01-02", "2026-01-01"]
     assert counts["runs"] == 5 and counts["task_instances"] == 10 and counts["tries"] == 10
@@ -56,12 +56,12 @@ def test_prune_deletes_old_finished_runs_and_their_logs(tmp_path):
     logs = proj / ".pipectl" / "logs" / "daily"
     assert len(list(logs.iterdir())) == 5
 
-    dry = run_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d", "--dry-run")
+    dry = call_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d", "--dry-run")
     assert dry.returncode == 0
     assert dry.stdout.splitlines()[-1] == "would delete 4 run(s)"
     assert _counts(proj)[0]["runs"] == 5
 
-    r = run_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d")
+    r = call_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d")
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "deleted 4 run(s), 4 log dir(s)"
     assert sorted(r.stdout.splitlines()[:-1]) == [f"deleted scheduled__2026-01-0{d}T00:00:00+00:00" for d in (1, 2, 3, 4)]
@@ -76,15 +76,15 @@ def test_prune_deletes_old_finished_runs_and_their_logs(tmp_path):
         s.close()
     assert [p.name for p in logs.iterdir()] == ["scheduled__2026-03-09T000000_0000"]
 
-    again = run_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d")
+    again = call_cli("--project", proj, "--now", "2026-03-10T01:00:00Z", "prune", "--older-than", "30d")
     assert again.stdout.strip() == "deleted 0 run(s), 0 log dir(s)"
 
 
 def test_prune_usage_errors(tmp_path):
     proj = make_project(tmp_path / "proj", {"daily": DAILY})
-    r = run_cli("--project", proj, "prune")
+    r = call_cli("--project", proj, "prune")
     assert r.returncode == 2 and "--older-than" in r.stderr
-    r = run_cli("--project", proj, "prune", "--older-than", "ninety days")
+    r = call_cli("--project", proj, "prune", "--older-than", "ninety days")
     assert r.returncode == 2 and "bad --older-than" in r.stderr
 
 
@@ -93,7 +93,7 @@ def test_retention_makes_ticks_prune_hourly(tmp_path):
     from pipectl.ops.retention import maybe_prune
     proj = _setup(tmp_path, 'retention = "30d"\n')
     (proj / "pipelines" / "daily.yaml").write_text(DAILY.replace("catchup: true", "catchup: false"))
-    r = run_cli("--project", proj, "--now", "2026-03-10T00:00:30Z", "tick", "--wait")
+    r = call_cli("--project", proj, "--now", "2026-03-10T00:00:30Z", "tick", "--wait")
     assert r.returncode == 0, r.stderr
     assert "pruned: 4 run(s) older than 2.592e+06s" in r.stdout.splitlines()
     counts, ds = _counts(proj)
@@ -109,7 +109,7 @@ def test_retention_makes_ticks_prune_hourly(tmp_path):
     finally:
         s.close()
     # the tick log records it
-    tl = run_cli("--project", proj, "logs", "--tick")
+    tl = call_cli("--project", proj, "logs", "--tick")
     assert any(l.endswith("pruned: 4 run(s) older than 2.592e+06s") for l in tl.stdout.splitlines())
 
 
@@ -141,8 +141,8 @@ def test_tick_log_rotates_and_reads_both_generations(tmp_path):
 
 def test_tick_command_writes_the_tick_log(tmp_path):
     proj = make_project(tmp_path / "proj", {"daily": DAILY})
-    assert run_cli("--project", proj, "--now", "2026-01-02T00:00:30Z", "tick", "--wait").returncode == 0
-    r = run_cli("--project", proj, "logs", "--tick")
+    assert call_cli("--project", proj, "--now", "2026-01-02T00:00:30Z", "tick", "--wait").returncode == 0
+    r = call_cli("--project", proj, "logs", "--tick")
     lines = r.stdout.splitlines()
     # stamped with the real time the tick ran (the CLI passes time.time())
     assert [l.split(" ", 1)[1] for l in lines][:1] == ["created: daily 2026-01-01T00:00:00+00:00"], r.stdout
@@ -155,10 +155,10 @@ def test_prune_reports_the_tries_of_runs_of_two_pipelines_with_one_run_id(tmp_pa
     fine = "schedule: null\nstart_date: 2026-01-01\ntasks:\n  a:\n    run: \"true\"\n  b:\n    run: \"true\"\n"
     proj = make_project(tmp_path / "proj", {"flaky": flaky, "fine": fine})
     for p in ("flaky", "fine"):
-        r = run_cli("--project", proj, "--now", "2026-01-05T00:00:00Z", "run", p, "--date", "2026-01-02T05:00:00", "--wait")
+        r = call_cli("--project", proj, "--now", "2026-01-05T00:00:00Z", "run", p, "--date", "2026-01-02T05:00:00", "--wait")
         assert r.returncode in (0, 1), r.stderr
     rid = "manual__2026-01-02T05:00:00+00:00"
-    r = run_cli("--project", proj, "--now", "2026-03-10T00:00:00Z", "--json", "prune", "--older-than", "30d")
+    r = call_cli("--project", proj, "--now", "2026-03-10T00:00:00Z", "--json", "prune", "--older-than", "30d")
     assert r.returncode == 0, r.stderr
     import json
     got = json.loads(r.stdout)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from enginekit import cli, jcli, make_project, ok, q, runs, wait_for
+from harness import cli, jcli, make_project, ok, q, runs, wait_for
 
 DAILY = """
 schedule: "0 2 * * *"

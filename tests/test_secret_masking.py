@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project, run_cli
 
 TOKEN = "tok-5ecr3t-9f8e7d"
 QUOTED = 'p@ss"w\\rd-é-Zq'  # JSON spells it differently from the raw text
@@ -41,7 +41,7 @@ def project(tmp_path):
 
 
 def cli(root, *args):
-    return run_cli("--project", root, *args, env=ENV, cwd=root)
+    return call_cli("--project", root, *args, env=ENV, cwd=root)
 
 
 def spellings(value: str) -> set[str]:

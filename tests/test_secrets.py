@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 from pipectl.model.pipeline import Pipeline, Task, frozen_map
 from pipectl.spec.secrets import MASK, mask, mask_obj, read_masked, secret_values
 TOKEN = "s3cr3t-Tok3n-value"
@@ -53,16 +53,16 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
     (proj / "secrets.env").write_text(f"API_KEY={API_KEY}\n")
     env = {"MY_TOKEN": TOKEN}
     now = "2026-04-05T03:00:00Z"
-    r = run_cli("--project", proj, "--now", now, "trigger", "sec", "--date", "2026-04-04", "--wait", env=env)
+    r = call_cli("--project", proj, "--now", now, "trigger", "sec", "--date", "2026-04-04", "--wait", env=env)
     assert r.returncode == 0, r.stderr
     for secret in (TOKEN, API_KEY):
         assert secret not in r.stdout + r.stderr
 
-    logs = run_cli("--project", proj, "--now", now, "logs", "sec", "hello", "--date", "2026-04-04", env=env)
+    logs = call_cli("--project", proj, "--now", now, "logs", "sec", "hello", "--date", "2026-04-04", env=env)
     assert logs.returncode == 0, logs.stderr
     assert logs.stdout == "token=*** key=*** host=db.local\n"
 
-    show = run_cli("--project", proj, "--now", now, "show", "sec", "--date", "2026-04-04", "--json", env=env)
+    show = call_cli("--project", proj, "--now", now, "show", "sec", "--date", "2026-04-04", "--json", env=env)
     assert show.returncode == 0, show.stderr
     for secret in (TOKEN, API_KEY):
         assert secret not in show.stdout
@@ -90,8 +90,8 @@ def test_secret_never_printed_by_logs_show_or_hook_output(tmp_path):
         text, offset = read_masked(str(hooks), spec)
     assert text == "hook saw *** and ***\n"  # ...and pipectl shows it masked
     assert offset == hooks.stat().st_size
-    r = run_cli("--project", proj, "--now", now, "logs", "sec", "--hooks", "--date", "2026-04-04", env=env)
+    r = call_cli("--project", proj, "--now", now, "logs", "sec", "--hooks", "--date", "2026-04-04", env=env)
     assert (r.returncode, r.stdout) == (0, "hook saw *** and ***\n"), r.stderr
 
-    tick_log = run_cli("--project", proj, "logs", "--tick", env=env)
+    tick_log = call_cli("--project", proj, "logs", "--tick", env=env)
     assert TOKEN not in tick_log.stdout and API_KEY not in tick_log.stdout

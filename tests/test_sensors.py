@@ -4,7 +4,7 @@ from __future__ import annotations
 import http.server
 import threading
 
-from eventkit import epoch, make_project, ok, q, run_rows, tis, tries_of, wait_for
+from harness import epoch, make_project, ok, qd as q, run_rows, tis_by_task as tis, tries_of, wait_for
 
 T0 = "2026-04-10T08:00:00Z"
 

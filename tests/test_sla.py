@@ -1,7 +1,7 @@
 """An SLA miss is recorded once and its on_sla_miss hook runs once."""
 from __future__ import annotations
 
-from eventkit import make_project, ok, q, wait_for
+from harness import make_project, ok, qd as q, wait_for
 
 SPEC = """
 sla: 1h

@@ -3,7 +3,7 @@ parsed. Row ids are reused once prune deletes the newest runs, so the cache must
 hand a new run the snapshot of a deleted one that had its id."""
 from __future__ import annotations
 
-from enginekit import make_project, ok
+from harness import make_project, ok
 
 SPEC = """
 tasks:

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from enginekit import cli, make_project, ok, one_error_line, q, runs, state_db, tis
+from harness import cli, make_project, ok, one_error_line, q, runs, state_db, tis
 
 from pipectl.state.store import MIGRATIONS, Store
 SIMPLE = """

@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from enginekit import cli, make_project, ok, q, tries, wait_for
+from harness import cli, make_project, ok, q, tries, wait_for
 
 LATE = 1.0  # SPEC: due times are kept within 1 s
 

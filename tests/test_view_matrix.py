@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from enginekit import cli, make_project, ok, q, run_cli
+from harness import cli, make_project, ok, q, run_cli
 
 NOW = "2026-04-05T03:00:00Z"  # 05:00 in Paris; the daily run for ds 2026-04-04 fired at 02:00 Paris
 WIDTHS = (60, 100, 200)
