@@ -12,17 +12,14 @@ log path that opens as printed.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
-from harness import cli, make_project, ok, q, run_cli
+from harness import call_cli, cli, make_project, ok, q, run_cli
 
 NOW = "2026-04-05T03:00:00Z"  # 05:00 in Paris; the daily run for ds 2026-04-04 fired at 02:00 Paris
 WIDTHS = (60, 100, 200)
@@ -241,30 +238,9 @@ def _build(factory, name):
 # --------------------------------------------------------------------------- running a cell
 
 def run_inproc(root: Path, args: list[str], env: dict[str, str], now: str = NOW):
-    """``pipectl --project ROOT --now NOW ARGS`` inside this process: (exit code, stdout, stderr)."""
-    from pipectl.cli import app as cli_mod
-    out, err = io.StringIO(), io.StringIO()
-    saved_env = {k: os.environ.get(k) for k in (*env, "COLUMNS", "NO_COLOR", "FORCE_COLOR")}
-    cwd = os.getcwd()
-    code = 0
-    try:
-        for k in ("NO_COLOR", "FORCE_COLOR"):
-            os.environ.pop(k, None)
-        os.environ.update(env)
-        os.chdir(root)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli_mod.main(["--project", str(root), "--now", now, *args])
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        os.chdir(cwd)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return code, out.getvalue(), err.getvalue()
+    """``pipectl --project ROOT --now NOW ARGS`` inside this process, from ROOT: (exit code, stdout, stderr)."""
+    r = call_cli("--project", root, "--now", now, *args, env=env, cwd=root)
+    return r.returncode, r.stdout, r.stderr
 
 
 def commands(facts: dict) -> dict[str, list[str]]:
