@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICKSTART, make_project, run_cli
+from conftest import QUICKSTART, call_cli, make_project, run_cli
 
 from pipectl.cli import app as cli
 from pipectl.model.errors import ConfigError, UsageError
@@ -84,27 +84,27 @@ def test_no_arguments_prints_help_and_exits_2():
 
 @pytest.mark.parametrize("args", [["--bogus"], ["validate", "--bogus"], ["nosuchcommand"], ["cron"]])
 def test_usage_errors_exit_2_with_one_line(args):
-    p = run_cli(*args)
+    p = call_cli(*args)
     assert p.returncode == 2, (p.stdout, p.stderr)
     one_error_line(p)
 
 
 @pytest.mark.parametrize("now", ["yesterday", "2026-13-01T00:00:00", "2026-04-05T25:00"])
 def test_bad_now_exits_2_with_one_line(now):
-    p = run_cli("--now", now, "cron", "0 2 * * *")
+    p = call_cli("--now", now, "cron", "0 2 * * *")
     assert p.returncode == 2
     assert one_error_line(p).startswith("pipectl: error: bad --now value")
     assert p.stdout == ""
 
 
 def test_bad_now_from_environment_exits_2():
-    p = run_cli("cron", "0 2 * * *", env={"PIPECTL_NOW": "soon"})
+    p = call_cli("cron", "0 2 * * *", env={"PIPECTL_NOW": "soon"})
     assert p.returncode == 2
     assert "bad --now value 'soon'" in one_error_line(p)
 
 
 def test_missing_project_is_one_line_exit_2(tmp_path):
-    p = run_cli("validate", cwd=tmp_path)
+    p = call_cli("validate", cwd=tmp_path)
     assert p.returncode == 2
     assert "pipectl.toml" in one_error_line(p)
 
@@ -155,7 +155,7 @@ def test_pipectl_errors_become_one_line_with_their_exit_code(monkeypatch, capsys
 
 def test_validate_broken_project_reports_positions_and_exits_1(tmp_path):
     make_project(tmp_path, {"broken": BROKEN, "etl": GOOD})
-    p = run_cli("validate", cwd=tmp_path)
+    p = call_cli("validate", cwd=tmp_path)
     assert p.returncode == 1, (p.stdout, p.stderr)
     spec_lines = [ln for ln in p.stderr.splitlines() if SPEC_LINE.match(ln)]
     # the bad cron, the unknown key and the unknown edge target: all reported, not just the first
@@ -171,7 +171,7 @@ def test_validate_broken_project_reports_positions_and_exits_1(tmp_path):
 
 def test_validate_fixed_project_exits_0_with_one_line_per_pipeline(tmp_path):
     make_project(tmp_path, {"etl": GOOD, "fan_in": FAN_IN})
-    p = run_cli("validate", cwd=tmp_path)
+    p = call_cli("validate", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert len(lines) == 2
@@ -182,7 +182,7 @@ def test_validate_fixed_project_exits_0_with_one_line_per_pipeline(tmp_path):
 
 def test_validate_json(tmp_path):
     make_project(tmp_path, {"etl": GOOD, "broken": BROKEN})
-    p = run_cli("validate", "--json", cwd=tmp_path)
+    p = call_cli("validate", "--json", cwd=tmp_path)
     assert p.returncode == 1
     data = json.loads(p.stdout)
     assert data["ok"] is False
@@ -194,7 +194,7 @@ def test_validate_json(tmp_path):
 # --------------------------------------------------------------------------- cron
 
 def test_cron_json_exact_fire_times():
-    p = run_cli("cron", "0 2 * * *", "--now", "2026-04-05T03:00:00Z", "--json")
+    p = call_cli("cron", "0 2 * * *", "--now", "2026-04-05T03:00:00Z", "--json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == [
         "2026-04-06T02:00:00+00:00",
@@ -206,21 +206,21 @@ def test_cron_json_exact_fire_times():
 
 
 def test_cron_global_options_before_the_command_and_count():
-    p = run_cli("--now", "2026-04-05T03:00:00Z", "--json", "cron", "*/15 * * * *", "--count", "3")
+    p = call_cli("--now", "2026-04-05T03:00:00Z", "--json", "cron", "*/15 * * * *", "--count", "3")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == ["2026-04-05T03:15:00+00:00", "2026-04-05T03:30:00+00:00",
                                     "2026-04-05T03:45:00+00:00"]
 
 
 def test_cron_in_a_timezone_prints_local_offsets():
-    p = run_cli("cron", "0 2 * * *", "--tz", "America/Los_Angeles", "--count", "2", "--json",
+    p = call_cli("cron", "0 2 * * *", "--tz", "America/Los_Angeles", "--count", "2", "--json",
                 env={"PIPECTL_NOW": "2026-04-05T03:00:00Z"})
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == ["2026-04-05T02:00:00-07:00", "2026-04-06T02:00:00-07:00"]
 
 
 def test_cron_text_output():
-    p = run_cli("--now", "2026-04-05T03:00:00Z", "cron", "0 2 * * *", "-n", "2")
+    p = call_cli("--now", "2026-04-05T03:00:00Z", "cron", "0 2 * * *", "-n", "2")
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].startswith("0 2 * * *: ") and "02:00" in lines[0]
@@ -230,7 +230,7 @@ def test_cron_text_output():
 @pytest.mark.parametrize("args, needle", [(["61 * * * *"], "minute"), (["0 2 * *"], ""),
                                           (["0 2 * * *", "--tz", "Mars/Olympus"], "Mars/Olympus")])
 def test_cron_bad_input_exits_2(args, needle):
-    p = run_cli("cron", *args)
+    p = call_cli("cron", *args)
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert needle in one_error_line(p)
 
@@ -243,19 +243,19 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def test_init_then_validate(tmp_path):
     target = tmp_path / "proj"
-    p = run_cli("init", target, cwd=tmp_path)
+    p = call_cli("init", target, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (target / "pipectl.toml").is_file()
     assert list((target).rglob("*.yaml")), "init wrote no example pipeline"
-    v = run_cli("validate", cwd=target)
+    v = call_cli("validate", cwd=target)
     assert v.returncode == 0, v.stderr
     assert v.stdout.startswith("ok  ")
 
 
 def test_init_twice_exits_2_and_changes_nothing(tmp_path):
-    assert run_cli("init", cwd=tmp_path).returncode == 0
+    assert call_cli("init", cwd=tmp_path).returncode == 0
     before = _snapshot(tmp_path)
-    p = run_cli("init", cwd=tmp_path)
+    p = call_cli("init", cwd=tmp_path)
     assert p.returncode == 2
     assert "already exists" in one_error_line(p)
     assert _snapshot(tmp_path) == before
@@ -264,7 +264,7 @@ def test_init_twice_exits_2_and_changes_nothing(tmp_path):
 # --------------------------------------------------------------------------- graph
 
 def test_graph_of_the_quickstart_chain():
-    p = run_cli("--project", QUICKSTART, "graph", "daily_orders_by_region", "--no-color")
+    p = call_cli("--project", QUICKSTART, "graph", "daily_orders_by_region", "--no-color")
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert out.index("extract_orders") < out.index("clean_orders") < out.index("aggregate_orders")
@@ -275,16 +275,16 @@ def test_graph_of_the_quickstart_chain():
 
 def test_graph_of_a_fan_in(tmp_path):
     make_project(tmp_path, {"fan_in": FAN_IN})
-    p = run_cli("graph", "fan_in", cwd=tmp_path)
+    p = call_cli("graph", "fan_in", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert re.search(r"join\s+(←|<-) b, c", p.stdout), p.stdout
-    j = run_cli("graph", "fan_in", "--json", cwd=tmp_path)
+    j = call_cli("graph", "fan_in", "--json", cwd=tmp_path)
     assert json.loads(j.stdout)["layers"] == [["a", "b"], ["c"], ["join"]]
 
 
 def test_unknown_pipeline_is_a_usage_error(tmp_path):
     make_project(tmp_path, {"etl": GOOD, "fan_in": FAN_IN})
-    p = run_cli("graph", "nope", cwd=tmp_path)
+    p = call_cli("graph", "nope", cwd=tmp_path)
     assert p.returncode == 2
     assert one_error_line(p) == "pipectl: error: unknown pipeline 'nope' (known: etl, fan_in)"
 
@@ -394,6 +394,6 @@ def test_commands_do_not_import_pydantic(args):
 
 @pytest.mark.parametrize("count, message", [("0", "0 is not in the range 1<=x<=10000"), ("x", "'x' is not a valid integer")])
 def test_integer_options_are_checked(count, message):
-    p = run_cli("cron", "0 2 * * *", "--count", count)
+    p = call_cli("cron", "0 2 * * *", "--count", count)
     assert p.returncode == 2
     assert message in one_error_line(p)
