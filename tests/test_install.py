@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_project, run_cli
+from conftest import REPO, call_cli, make_project
 
 SPEC = """
 schedule: "* * * * *"
@@ -51,7 +51,7 @@ def test_install_cron_adds_one_marked_line_and_keeps_others(tmp_path, cron_env):
     env, table = cron_env
     table.write_text("MAILTO=ops@example.com\n0 3 * * * /usr/bin/backup --all % 2>&1\n")
     proj = _project(tmp_path)
-    r = run_cli("--project", proj, "install", "cron", env=env)
+    r = call_cli("--project", proj, "install", "cron", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "crontab: installed"
     lines = table.read_text().splitlines()
@@ -69,7 +69,7 @@ def test_install_cron_adds_one_marked_line_and_keeps_others(tmp_path, cron_env):
     assert stat.S_IMODE(os.stat(state / "tick.log").st_mode) == 0o600
 
     before = table.read_bytes()
-    r2 = run_cli("--project", proj, "install", "cron", env=env)
+    r2 = call_cli("--project", proj, "install", "cron", env=env)
     assert r2.returncode == 0, r2.stderr
     assert r2.stdout.splitlines()[0] == "crontab: unchanged"
     assert table.read_bytes() == before
@@ -79,20 +79,20 @@ def test_print_changes_nothing_and_uninstall_removes_only_ours(tmp_path, cron_en
     env, table = cron_env
     a = _project(tmp_path, "proj")
     b = _project(tmp_path, "proj2")  # its path starts with a's: markers must not be confused
-    r = run_cli("--project", a, "install", "cron", "--print", env=env)
+    r = call_cli("--project", a, "install", "cron", "--print", env=env)
     assert r.returncode == 0 and r.stdout.startswith("* * * * * PATH=")
     assert not table.exists()
     table.write_text("# my jobs\n*/5 * * * * true\n")
-    assert run_cli("--project", a, "install", "cron", env=env).returncode == 0
-    assert run_cli("--project", b, "install", "cron", env=env).returncode == 0
+    assert call_cli("--project", a, "install", "cron", env=env).returncode == 0
+    assert call_cli("--project", b, "install", "cron", env=env).returncode == 0
     lines = table.read_text().splitlines()
     assert len(lines) == 4
     assert lines[2].endswith(f"# pipectl:{a}") and lines[3].endswith(f"# pipectl:{b}")
 
-    r = run_cli("--project", a, "uninstall", "cron", env=env)
+    r = call_cli("--project", a, "uninstall", "cron", env=env)
     assert r.returncode == 0 and r.stdout.strip() == "crontab: line removed"
     assert table.read_text().splitlines() == ["# my jobs", "*/5 * * * * true", lines[3]]
-    r = run_cli("--project", a, "uninstall", "cron", env=env)
+    r = call_cli("--project", a, "uninstall", "cron", env=env)
     assert r.stdout.strip() == "crontab: no line for this project; nothing changed"
     assert table.read_text().splitlines() == ["# my jobs", "*/5 * * * * true", lines[3]]
 
@@ -102,7 +102,7 @@ def test_install_cron_replaces_a_stale_line(tmp_path, cron_env):
     proj = _project(tmp_path)
     table.write_text(f"* * * * * /old/venv/bin/pipectl --project {proj} tick # pipectl:{proj}\n@daily true\n"
                      f"* * * * * /old/again tick # pipectl:{proj}\n")
-    r = run_cli("--project", proj, "install", "cron", env=env)
+    r = call_cli("--project", proj, "install", "cron", env=env)
     assert r.stdout.splitlines()[0] == "crontab: updated"
     lines = table.read_text().splitlines()
     assert len(lines) == 2 and lines[1] == "@daily true"
@@ -120,14 +120,14 @@ def test_percent_in_path_is_escaped_for_cron(tmp_path):
 
 def test_missing_crontab_is_one_clear_error(tmp_path):
     proj = _project(tmp_path)
-    r = run_cli("--project", proj, "install", "cron", env={"PIPECTL_CRONTAB": str(tmp_path / "nope")})
+    r = call_cli("--project", proj, "install", "cron", env={"PIPECTL_CRONTAB": str(tmp_path / "nope")})
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bad_target_is_usage_error(tmp_path):
     proj = _project(tmp_path)
-    r = run_cli("--project", proj, "install", "launchd")
+    r = call_cli("--project", proj, "install", "launchd")
     assert r.returncode == 2
     assert "expected cron or systemd" in r.stderr
 
@@ -164,7 +164,7 @@ def test_systemd_units_are_written_enabled_and_verify(tmp_path, systemd_env, use
     env, units, calls = systemd_env
     proj = _project(tmp_path)
     args = ["--project", proj, "install", "systemd"] + (["--user"] if user else [])
-    r = run_cli(*args, env=env)
+    r = call_cli(*args, env=env)
     assert r.returncode == 0, r.stderr
     service = sorted(units.glob("*.service"))
     timer = sorted(units.glob("*.timer"))
@@ -183,7 +183,7 @@ def test_systemd_units_are_written_enabled_and_verify(tmp_path, systemd_env, use
     v = _verify(service[0], timer[0])
     assert v.returncode == 0 and v.stdout + v.stderr == "", v.stdout + v.stderr
 
-    r = run_cli("--project", proj, "uninstall", "systemd", *(["--user"] if user else []), env=env)
+    r = call_cli("--project", proj, "uninstall", "systemd", *(["--user"] if user else []), env=env)
     assert r.returncode == 0
     assert not list(units.iterdir())
     assert calls.read_text().splitlines()[-2:] == [f"{flag}disable --now {name}.timer", f"{flag}daemon-reload"]
@@ -194,7 +194,7 @@ def test_verify_catches_a_broken_unit(tmp_path, systemd_env):
     """Negative control: the verify assertion above would see a mistake."""
     env, units, _ = systemd_env
     proj = _project(tmp_path)
-    assert run_cli("--project", proj, "install", "systemd", env=env).returncode == 0
+    assert call_cli("--project", proj, "install", "systemd", env=env).returncode == 0
     service = next(units.glob("*.service"))
     service.write_text(service.read_text().replace("KillMode=process", "KillMode=bogus"))
     v = _verify(service)
@@ -221,7 +221,7 @@ def test_shipped_unit_templates_verify(tmp_path):
 def test_systemd_print_changes_nothing(tmp_path, systemd_env):
     env, units, calls = systemd_env
     proj = _project(tmp_path)
-    r = run_cli("--project", proj, "install", "systemd", "--user", "--print", env=env)
+    r = call_cli("--project", proj, "install", "systemd", "--user", "--print", env=env)
     assert r.returncode == 0
     assert "KillMode=process" in r.stdout and "OnCalendar=minutely" in r.stdout
     assert not units.exists() and not calls.exists()
@@ -231,7 +231,7 @@ def test_systemd_without_systemctl_writes_units_and_says_how_to_enable(tmp_path,
     env, units, _ = systemd_env
     env = {**env, "PIPECTL_SYSTEMCTL": str(tmp_path / "no-such-systemctl")}
     proj = _project(tmp_path)
-    r = run_cli("--project", proj, "install", "systemd", "--user", env=env)
+    r = call_cli("--project", proj, "install", "systemd", "--user", env=env)
     # a missing program: subprocess fails to start it; reported as one line, exit 1
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
