@@ -63,14 +63,16 @@ def test_a_tick_and_its_reads_agree(project):
 
 
 def test_a_call_restores_the_process(project):
+    from pipectl.spec import secrets
+
     env, cwd, argv = dict(os.environ), os.getcwd(), list(sys.argv)
     streams = sys.stdin, sys.stdout, sys.stderr
+    masking = secrets._source, secrets._known, secrets.reporting_error
     r = project.cli("runs", "etl", env={"PIPECTL_DEBUG": "1", "NO_COLOR": "1"})
     assert r.returncode == 0 and "no runs yet" in r.stdout
     assert dict(os.environ) == env and os.getcwd() == cwd and sys.argv == argv
     assert (sys.stdin, sys.stdout, sys.stderr) == streams
-    from pipectl.spec import secrets
-    assert secrets.reporting_error is False
+    assert (secrets._source, secrets._known, secrets.reporting_error) == masking
 
 
 def test_library_tick_step_and_reads(project):
