@@ -436,7 +436,7 @@ class Project:
     @contextmanager
     def store(self) -> Iterator[Any]:
         """The project's Store, opened (created if need be) for the block."""
-        from pipectl.engine.tick import open_store
+        from pipectl.state.store import open_store
         store = open_store(self.config)
         try:
             yield store
@@ -461,31 +461,35 @@ class Project:
 
     # -- state reads -----------------------------------------------------------
     def runs(self, pipeline: str | None = None) -> list:
-        """The run records of one pipeline (or all), oldest logical date first."""
+        """The store's run records (``model.records.Run``) of one pipeline or all, oldest logical date first."""
         with self.store() as store:
             names = [pipeline] if pipeline else sorted(store.pipeline_rows())
             out = [r for name in names for r in store.runs_for(name)]
-        return sorted(out, key=lambda r: (r["logical_date"], r["pipeline"]))
+        return sorted(out, key=lambda r: (r.logical_date, r.pipeline))
 
     def tis(self, pipeline: str | None = None, ds: str | None = None) -> dict:
-        """Task instances: ``{(ds, task): ti}``, or ``{task: ti}`` when ``ds`` is given."""
+        """Task instance records: ``{(ds, task): ti}``, or ``{task: ti}`` when ``ds`` is given."""
+        out: dict = {}
         with self.store() as store:
-            out: dict = {}
-            names = [pipeline] if pipeline else sorted(store.pipeline_rows())
-            for name in names:
-                for run in store.runs_for(name):
-                    if ds is not None and run["ds"] != ds:
-                        continue
-                    for ti in store.task_instances(run["id"]):
-                        out[ti["task"] if ds is not None else (run["ds"], ti["task"])] = ti
+            for run in self._runs(store, pipeline, ds):
+                for ti in store.task_instances(run.id):
+                    out[ti.task if ds is not None else (run.ds, ti.task)] = ti
         return out
 
     def states(self, pipeline: str | None = None, ds: str | None = None) -> dict:
-        """:meth:`tis` reduced to the state names."""
-        return {k: ti["state"] for k, ti in self.tis(pipeline, ds).items()}
+        """:meth:`tis` reduced to the state names (plain strings)."""
+        return {k: str(ti.state) for k, ti in self.tis(pipeline, ds).items()}
 
-    def tries(self, pipeline: str | None = None) -> list[sqlite3.Row]:
-        return tries(self.root, pipeline)
+    def tries(self, pipeline: str | None = None, ds: str | None = None) -> list:
+        """Try records (with their task instance's ``run`` and ``task``), in start order."""
+        with self.store() as store:
+            out = [t for run in self._runs(store, pipeline, ds) for t in store.tries_for_run(run.id)]
+        return sorted(out, key=lambda t: t.id)
+
+    @staticmethod
+    def _runs(store, pipeline: str | None, ds: str | None) -> list:
+        names = [pipeline] if pipeline else sorted(store.pipeline_rows())
+        return [r for name in names for r in store.runs_for(name) if ds is None or r.ds == ds]
 
     def q(self, sql: str, args=()) -> list[sqlite3.Row]:
         return q(self.root, sql, args)

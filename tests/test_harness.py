@@ -59,7 +59,7 @@ def test_a_tick_and_its_reads_agree(project):
     assert mine.returncode == 1 and mine.stderr == "pipectl: error: 1 run failed: etl 2026-04-04\n"
     for p in (project, real_dir):
         assert p.states("etl") == {("2026-04-04", "extract"): "success", ("2026-04-04", "load"): "failed"}
-        assert [r["state"] for r in p.runs("etl")] == ["failed"]
+        assert [r.state for r in p.runs("etl")] == ["failed"]
 
 
 def test_a_call_restores_the_process(project):
@@ -82,5 +82,5 @@ def test_library_tick_step_and_reads(project):
     assert (project.root / "counts").read_text() == "2026-04-04\n"
     report = project.step(NOW)  # nothing left to do: a step changes nothing
     assert not report.launched and not report.created
-    assert [r["ds"] for r in project.runs()] == ["2026-04-04"]
-    assert [t["task"] for t in project.tries("etl")] == ["extract", "load"]
+    assert [r.ds for r in project.runs()] == ["2026-04-04"]
+    assert [(t.task, t.state, t.exit_code) for t in project.tries("etl")] == [("extract", "success", 0), ("load", "success", 0)]
