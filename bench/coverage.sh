@@ -10,6 +10,8 @@
 # exports COVERAGE_PROCESS_START pointing at a generated rcfile. The rcfile's
 # data_file is absolute because the subprocesses run in temporary directories;
 # parallel=true gives each process its own data file, combined at the end.
+# source is this checkout's src/ (not the package name): a test that runs a
+# temporary copy of the package must not add that copy's files to the report.
 # The .pth file is removed on exit. Needs `pip install coverage` in the venv.
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,7 +22,7 @@ cat >"$rc" <<EOF
 [run]
 parallel = true
 concurrency = multiprocessing,thread
-source_pkgs = pipectl
+source = $PWD/src
 data_file = $out/.coverage
 
 [report]
