@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from harness import counts, q  # noqa: F401  (state reads shared by the engine tests)
+import harness
+from harness import counts, q
 from conftest import call_cli, cli_env, make_project
 
 NY = ZoneInfo("America/New_York")
@@ -43,24 +44,15 @@ def project(tmp_path: Path, spec: str = DAILY, name: str = "daily") -> Path:
     return root
 
 
-def cli(root, *args, **kw):
-    return call_cli("--project", root, *args, **kw)
-
-
-def ok(root, *args, **kw):
-    r = cli(root, *args, **kw)
-    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
-    return r
+cli, ok = harness.cli, harness.ok
 
 
 def runs_by_ds(root, pipeline="daily") -> dict[str, sqlite3.Row]:
     return {r["ds"]: r for r in q(root, "SELECT * FROM runs WHERE pipeline = ? ORDER BY logical_date", (pipeline,))}
 
 
-def tis(root, ds, pipeline="daily") -> dict[str, sqlite3.Row]:
-    rows = q(root, """SELECT task_instances.* FROM task_instances JOIN runs ON runs.id = task_instances.run
-                      WHERE runs.pipeline = ? AND runs.ds = ?""", (pipeline, ds))
-    return {r["task"]: r for r in rows}
+def tis(root, ds, pipeline="daily") -> dict[str, dict]:
+    return harness.tis_by_task(root, pipeline, ds)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, bytes]]:

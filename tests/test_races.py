@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import harness
 from harness import cli, ok, q, tis  # noqa: F401
 from conftest import make_project
 
@@ -35,12 +36,7 @@ def root(tmp_path):
 
 
 def wait_for(pred, timeout: float = 20.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out")
+    assert harness.wait_for(pred, timeout), "timed out"
 
 
 def failed_run(root: Path) -> None:
