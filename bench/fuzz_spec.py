@@ -40,8 +40,12 @@ sys.path.insert(0, str(REPO / "src"))
 import yaml  # noqa: E402
 
 SENTINEL = "zz_sentinel"
+# Two runs may be active: tick 2 comes right after tick 1, and the sentinel's first try (a
+# detached `true`) may still be unreaped on a loaded machine; with the default of one active run,
+# tick 2 would rightly queue the second run behind it, which is no sign of a stopped pipeline.
 SENTINEL_SPEC = f"""name: {SENTINEL}
 schedule: "* * * * *"
+max_active_runs: 2
 tasks:
   ping:
     run: "true"
