@@ -593,10 +593,6 @@ def comment_out(lines: list[str], imported: list[int], root: str, tick_installed
     return out
 
 
-def has_tick_mark(lines: list[str], root: str) -> bool:
-    return any(l.startswith(_tags(root)[2]) for l in lines)
-
-
 def restore(lines: list[str], root: str) -> tuple[list[str], int, bool]:
     """(the crontab with this project's imported lines active again, how many, whether the import
     had added the tick line)."""
