@@ -284,15 +284,25 @@ KEYS: tuple[Key, ...] = (
     Key("command", Command(), (FOREACH,)),
 )
 
-_BY_PLACE: dict[str, tuple[Key, ...]] = {}
-for _row in KEYS:
-    for _place in _row.where:
-        _BY_PLACE[_place] = (*_BY_PLACE.get(_place, ()), _row)
+class Rows(tuple):
+    """The rows of one place, in reading order, with each name's position (a mapping usually
+    holds a few of a place's keys: the reader visits those, not every row)."""
+
+    def __new__(cls, rows: Iterable[Key]) -> "Rows":
+        self = super().__new__(cls, rows)
+        self.position = {row.name: i for i, row in enumerate(self)}
+        self.read_absent = tuple(row for row in self if row.read_absent)
+        return self
 
 
-def keys(where: str) -> tuple[Key, ...]:
+_BY_PLACE: dict[str, Rows] = {}
+for _place in dict.fromkeys(p for _row in KEYS for p in _row.where):
+    _BY_PLACE[_place] = Rows(k for k in KEYS if _place in k.where)
+
+
+def keys(where: str) -> Rows:
     """The rows of keys that may be written in one place, in reading order."""
-    return _BY_PLACE.get(where, ())
+    return _BY_PLACE.get(where) or Rows(())
 
 
 def names(rows: Iterable[Key]) -> tuple[str, ...]:
@@ -304,7 +314,7 @@ def key(where: str, name: str) -> Key:
 
 
 PIPELINE_ROWS = keys(PIPELINE)
-TASK_ROWS = tuple(k for k in keys(TASK) if DEFAULTS not in k.where)
+TASK_ROWS = Rows(k for k in keys(TASK) if DEFAULTS not in k.where)
 OPTION_ROWS = keys(DEFAULTS)
 PIPELINE_KEYS = names(PIPELINE_ROWS)
 TASK_OPTION_KEYS = names(OPTION_ROWS)

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -156,15 +156,17 @@ def _finite(value: Any) -> bool:
     return True
 
 
-def _read_rows(r: "_FileSpec", rows: Iterable[K.Key], pairs: dict[str, Pair], scope: Templates | None,
+def _read_rows(r: "_FileSpec", rows: K.Rows, pairs: dict[str, Pair], scope: Templates | None,
                out: dict[str, Any]) -> None:
-    """Each row's key that ``pairs`` holds (or that is read when left out) -> ``out[row.field]``."""
-    get = pairs.get
-    for row in rows:
-        pair = get(row.name)
+    """Each row's key that ``pairs`` holds (or that is read when left out) -> ``out[row.field]``, in row order."""
+    position = rows.position
+    if rows.read_absent:
+        present = [row for row in rows if row.name in pairs or row.read_absent]
+    else:
+        present = [rows[i] for i in sorted(position[k] for k in pairs if k in position)]
+    for row in present:
+        pair = pairs.get(row.name)
         if pair is None:
-            if not row.read_absent:
-                continue
             node = None
         else:
             node = pair[1]
