@@ -188,7 +188,8 @@ def test_describe_wait_says_what_and_when(tmp_path):
     from pipectl.model.pipeline import Sensor, Task
     from pipectl.engine.sensors import describe_wait
     task = Task(name="w", sensor=Sensor(kind="file", target="in/{{ ds }}.csv", min_size=1, timeout=3600))
-    ti = {"sensor_started": epoch(T0), "sensor_next": epoch(T0) + 60}
+    from types import SimpleNamespace
+    ti = SimpleNamespace(sensor_started=epoch(T0), sensor_next=epoch(T0) + 60)  # a task instance's sensor times
     line = describe_wait(task, ti, {"ds": "2026-04-09"}, epoch(T0) + 15)
     assert line == ("sensor waits for file in/2026-04-09.csv of at least 1 bytes; "
                     "next check at 2026-04-10T08:01:00+00:00 (in 45s); times out at 2026-04-10T09:00:00+00:00")

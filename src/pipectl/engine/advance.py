@@ -140,7 +140,7 @@ def refresh_views(ctx: StepContext, runs) -> None:
         ctx.data_version = dv
         ctx.views.clear()
         changes = []
-    live = {r["id"] for r in runs}
+    live = {r.id for r in runs}
     for pk in [pk for pk in ctx.views if pk not in live]:
         del ctx.views[pk]
     mine = [ti for ti, run in changes if run in ctx.views]
@@ -154,9 +154,9 @@ def refresh_views(ctx: StepContext, runs) -> None:
 
 def _edges(ctx: StepContext, run, pipeline: Pipeline) -> tuple[dict, dict]:
     """A run's edges, once per run: a snapshot never changes."""
-    e = ctx.edges.get(run["id"])
+    e = ctx.edges.get(run.id)
     if e is None:
-        e = ctx.edges[run["id"]] = edges(pipeline)
+        e = ctx.edges[run.id] = edges(pipeline)
     return e
 
 
@@ -164,9 +164,9 @@ def advance(ctx: StepContext, run_pks: set[int] | None, report: StepReport) -> l
     """Settle what trigger rules decide and finish complete runs; returns launch candidates
     (run, pipeline, task instance) of the runs in ``run_pks`` (None: every running run)."""
     store = ctx.store
-    active = [r for r in store.active_runs() if r["state"] == RUNNING]
+    active = [r for r in store.active_runs() if r.state == RUNNING]
     refresh_views(ctx, active)
-    runs = [r for r in active if run_pks is None or r["id"] in run_pks]
+    runs = [r for r in active if run_pks is None or r.id in run_pks]
     candidates: list[tuple] = []
     now = ctx.clock.now()
     for run in runs:
@@ -175,12 +175,12 @@ def advance(ctx: StepContext, run_pks: set[int] | None, report: StepReport) -> l
         try:
             pipeline = ctx.spec_of(run)
             needs, down = _edges(ctx, run, pipeline)
-            view = ctx.views.get(run["id"])
+            view = ctx.views.get(run.id)
             if view is None:
-                view = ctx.views[run["id"]] = RunView(store.ti_states(run["id"]), needs, down)
+                view = ctx.views[run.id] = RunView(store.ti_states(run.id), needs, down)
             settled = view.evaluate(pipeline, needs, down)
         except BaseException as e:
-            ctx.views.pop(run["id"], None)
+            ctx.views.pop(run.id, None)
             if isinstance(e, (sqlite3.Error, PipectlError)) or not isinstance(e, Exception):
                 raise
             fail_run(ctx, run, e, report)  # one run that cannot be evaluated stops only itself
@@ -193,22 +193,22 @@ def advance(ctx: StepContext, run_pks: set[int] | None, report: StepReport) -> l
                 with store.tx():
                     for ti_pk, name, state in settled:
                         if store.set_ti_state(ti_pk, state, now=now, reason="trigger_rule"):
-                            store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"],
-                                            run=run["id"], task=name)
+                            store.add_event(f"task_{state}", now=now, pipeline=run.pipeline,
+                                            run=run.id, task=name)
                         else:
                             stale = True  # it left pending meanwhile (another process)
                     if finished:
                         # the store decides from the task instances as they are, not as this view saw them
-                        state = store.finish_run(run["id"], now)
+                        state = store.finish_run(run.id, now)
                         if state is not None:
-                            store.add_event(f"run_{state}", now=now, pipeline=run["pipeline"], run=run["id"])
+                            store.add_event(f"run_{state}", now=now, pipeline=run.pipeline, run=run.id)
                             report.finished_runs.append(f"{ctx.run_label(run)} {state}")
                         else:
                             stale = True
                 if stale:
-                    ctx.views.pop(run["id"], None)  # re-read next step
+                    ctx.views.pop(run.id, None)  # re-read next step
             except BaseException:
-                ctx.views.pop(run["id"], None)  # it holds states that were never written
+                ctx.views.pop(run.id, None)  # it holds states that were never written
                 raise
         if not finished:
             ready = [row for row in map(store.task_instance, ready_pks) if row is not None]
@@ -223,15 +223,15 @@ def fail_run(ctx: StepContext, run, error: Exception, report: StepReport) -> Non
     now = ctx.clock.now()
     message = f"cannot evaluate: {type(error).__name__}: {error}"
     with store.tx():
-        for ti in store.task_instances(run["id"]):
-            if ti["state"] == PENDING:
-                store.set_ti_state(ti["id"], FAILED, now=now, reason="error")
-            elif ti["state"] == UP_FOR_RETRY:
-                store.mark_task_instance(ti["id"], FAILED, expect=UP_FOR_RETRY, now=now, reason="error")
-        if run["id"] not in ctx.unevaluable:
-            store.add_event("run_error", now=now, pipeline=run["pipeline"], run=run["id"], message=message)
-        state = store.finish_run(run["id"], now)
-    ctx.unevaluable.add(run["id"])
+        for ti in store.task_instances(run.id):
+            if ti.state == PENDING:
+                store.set_ti_state(ti.id, FAILED, now=now, reason="error")
+            elif ti.state == UP_FOR_RETRY:
+                store.mark_task_instance(ti.id, FAILED, expect=UP_FOR_RETRY, now=now, reason="error")
+        if run.id not in ctx.unevaluable:
+            store.add_event("run_error", now=now, pipeline=run.pipeline, run=run.id, message=message)
+        state = store.finish_run(run.id, now)
+    ctx.unevaluable.add(run.id)
     if state is not None:
-        report.finished_runs.append(f"{run['pipeline']} {run['ds']} {state}")
-    ctx.log(f"{run['pipeline']} {run['ds']}: {message}")
+        report.finished_runs.append(f"{run.pipeline} {run.ds} {state}")
+    ctx.log(f"{run.pipeline} {run.ds}: {message}")

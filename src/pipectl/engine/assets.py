@@ -28,6 +28,7 @@ from pipectl.engine.context import StepContext
 from pipectl.engine.dates import instant
 from pipectl.engine.rules import Paused
 from pipectl.engine.runs import covers_day, create_run, midnight  # noqa: F401  (covers_day: read here too)
+from pipectl.model import records
 from pipectl.model.pipeline import AssetSchedule, Pipeline
 from pipectl.state.store import loads
 
@@ -42,8 +43,8 @@ def record(ctx: StepContext, run, ti, task, now: float) -> None:
         return
     complete = covers_day(run)
     for name in task.produces:
-        ctx.store.add_asset_event(asset=name, ds=run["ds"], pipeline=run["pipeline"], task=ti["task"],
-                                  run=run["id"], complete=complete, now=now)
+        ctx.store.add_asset_event(asset=name, ds=run.ds, pipeline=run.pipeline, task=ti.task,
+                                  run=run.id, complete=complete, now=now)
     if complete:
         ctx.signal(COMPLETED)
 
@@ -53,8 +54,8 @@ def asset_schedules(p: Pipeline) -> list[AssetSchedule]:
     return [s for s in p.schedules if isinstance(s, AssetSchedule)]
 
 
-def _epoch(text: str | None) -> float:
-    return datetime.fromisoformat(text).timestamp() if text else 0.0
+def _epoch(dt: datetime | None) -> float:
+    return dt.timestamp() if dt else 0.0
 
 
 def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, report) -> list[int]:
@@ -64,28 +65,28 @@ def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, r
     for name, p in pipelines.items():
         scheds = asset_schedules(p)
         row = rows.get(name)
-        if not scheds or row is None or Paused.holds(row) or not row["valid"]:
+        if not scheds or row is None or Paused.holds(row) or not row.valid:
             continue
         start = instant(p.start_date, p.timezone)
         start_ds = None
         if start is not None:
             from pipectl.timing.clock import ds_of
             start_ds = ds_of(start, p.timezone)
-        seen_since = _epoch(row["anchor"])
+        seen_since = _epoch(row.anchor)
         for sched in scheds:
-            latest = {(r["asset"], r["ds"]): r for r in store.latest_asset_events(list(sched.assets))}
+            latest = {(r.asset, r.ds): r for r in store.latest_asset_events(list(sched.assets))}
             consumed = store.consumed(name)
             for ds in sorted({ds for _, ds in latest}):
                 if start_ds and ds < start_ds:
                     continue
-                new = [a for a in sched.assets if (a, ds) in latest and latest[(a, ds)]["event"] > consumed.get((a, ds), 0)
-                       and latest[(a, ds)]["ts"] >= seen_since]
+                new = [a for a in sched.assets if (a, ds) in latest and latest[(a, ds)].event > consumed.get((a, ds), 0)
+                       and latest[(a, ds)].ts >= seen_since]
                 if not new or (sched.mode == "all" and len(new) < len(sched.assets)):
                     continue
                 with store.tx():
                     existing = store.runs_by_ds(name, ds)
                     if existing:
-                        pk, fresh = existing[0]["id"], False
+                        pk, fresh = existing[0].id, False
                     else:
                         lo = midnight(ds, p.timezone)
                         hi = midnight((date.fromisoformat(ds) + timedelta(days=1)).isoformat(), p.timezone)
@@ -93,7 +94,7 @@ def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, r
                         fresh = pk is not None
                     now = ctx.clock.now()
                     for a in new:
-                        store.mark_consumed(name, a, ds, latest[(a, ds)]["event"], pk, now)
+                        store.mark_consumed(name, a, ds, latest[(a, ds)].event, pk, now)
                     store.add_event("assets_consumed", now=now, pipeline=name, run=pk,
                                     message=f"{', '.join(new)} for {ds}" + ("" if fresh else " (run already there)"))
                 if fresh:
@@ -104,7 +105,7 @@ def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, r
 
 def iso_of(store, pk: int) -> str:
     r = store.run(pk)
-    return r["logical_date"] if r else "?"
+    return records.iso(r.logical_date) if r else "?"
 
 
 def step_source(ctx: StepContext, report) -> None:
@@ -119,7 +120,7 @@ def trigger_from_rows(ctx: StepContext, report) -> list[int]:
     rows = ctx.store.pipeline_rows()
     pipelines = {}
     for n, r in rows.items():
-        spec = loads(r["spec"]) if r["valid"] and r["spec"] else None
+        spec = loads(r.spec) if r.valid and r.spec else None
         if spec and any(s.get("kind") == "assets" for s in spec.get("schedules", ())):
             pipelines[n] = Pipeline.from_dict(spec)
     if not pipelines:
@@ -159,10 +160,10 @@ def late_assets(store, pipelines: Mapping[str, Pipeline], now) -> list[dict]:
             hh, mm = (int(x) for x in cfg["fresh_by"].split(":"))
             due_day = local.date() if local.time() >= dtime(hh, mm) else local.date() - timedelta(days=1)
             ds = (due_day - timedelta(days=1)).isoformat()
-            events = {r["ds"]: r for r in store.latest_asset_events([name])}
+            events = {r.ds: r for r in store.latest_asset_events([name])}
             if ds in events:
                 continue
-            last = max((r["ts"] for r in events.values()), default=None)
+            last = max((r.ts for r in events.values()), default=None)
             out.append({"asset": name, "pipeline": pname, "ds": ds, "fresh_by": cfg["fresh_by"],
                         "timezone": str(tz), "due": datetime.combine(due_day, dtime(hh, mm), tz).isoformat(),
                         "last_update": _iso(last)})
@@ -188,8 +189,8 @@ def report(store, pipelines: Mapping[str, Pipeline], now, days: int = 7) -> list
     out = []
     for name in sorted(names):
         rows = store.latest_asset_events([name], complete_only=False)
-        complete = {r["ds"] for r in store.latest_asset_events([name])}
-        updates = [{"ds": r["ds"], "last_update": _iso(r["ts"]), "events": r["n"], "complete": r["ds"] in complete}
+        complete = {r.ds for r in store.latest_asset_events([name])}
+        updates = [{"ds": r.ds, "last_update": _iso(r.ts), "events": r.n, "complete": r.ds in complete}
                    for r in rows][-days:][::-1]
         out.append({"asset": name, "producers": producers.get(name, []), "consumers": consumers.get(name, []),
                     "updates": updates, "late": late.get(name)})

@@ -27,10 +27,6 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat()
 
 
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 @dataclass
 class Clock:
     """Real time shifted by ``offset`` seconds: ``--now`` sets the offset, and detached
@@ -170,7 +166,7 @@ class StepContext:
     def _spec_key(self, run) -> tuple:
         # keyed by creation time too: prune frees row ids, and SQLite hands the newest
         # deleted one to the next run, which must not inherit the deleted run's spec
-        return run["id"], run["created"] if "created" in run.keys() else self.store.run_created(run["id"])
+        return run.id, run.created
 
     def cached_spec(self, run) -> Pipeline | None:
         """The run's parsed spec if this context has parsed it already, else None."""
@@ -180,7 +176,7 @@ class StepContext:
         key = self._spec_key(run)
         p = self._specs.get(key)
         if p is None:
-            spec = run["spec"] if "spec" in run.keys() else self.store.run_spec(run["id"])
+            spec = run.spec if run.spec is not None else self.store.run_spec(run.id)
             p = self._specs[key] = Pipeline.from_dict(loads(spec))
         return p
 
@@ -196,14 +192,13 @@ class StepContext:
 def run_label(run, tz: str) -> str:
     """How report and tick-log lines name a run: ``pipeline ds``, and the logical time of day
     (the pipeline's zone) when its interval is shorter than a day -- then a ds holds many runs."""
-    label = f"{run['pipeline']} {run['ds']}"
-    start, end = run["data_interval_start"], run["data_interval_end"]
+    label = f"{run.pipeline} {run.ds}"
+    start, end = run.data_interval_start, run.data_interval_end
     if not (start and end):
         return label
-    a, b = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    if 0 < (b - a).total_seconds() < 23 * 3600:  # a DST day is 23h long and still daily
+    if 0 < (end - start).total_seconds() < 23 * 3600:  # a DST day is 23h long and still daily
         from zoneinfo import ZoneInfo
 
-        local = datetime.fromisoformat(run["logical_date"]).astimezone(ZoneInfo(tz))
+        local = run.logical_date.astimezone(ZoneInfo(tz))
         label += local.strftime(" %H:%M:%S" if local.second else " %H:%M")
     return label

@@ -51,10 +51,10 @@ def _dispatch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
         for run, pipeline, ti in candidates:
             if slots.free <= 0:
                 break
-            task = pipeline.tasks[ti["base"]]
+            task = pipeline.tasks[ti.base]
             if slots.blocked(task) or Launchable.check(task, ti) is not None:
                 continue  # a full pool; a sensor is poked and a foreach command expanded, never launched
-            try_number = store.claim_task_instance(ti["id"], now)
+            try_number = store.claim_task_instance(ti.id, now)
             if try_number is None:
                 continue
             try:
@@ -62,16 +62,16 @@ def _dispatch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
             except Exception as e:  # e.g. a template that cannot render: this task instance fails alone
                 if isinstance(e, (sqlite3.Error, PipectlError)):
                     raise
-                store.finish_task_instance(ti["id"], try_number, FAILED, now=now, reason="error", exit_code=None)
-                store.add_event("task_failed", now=now, pipeline=run["pipeline"], run=run["id"],
-                                task=ti["task"], message=f"cannot start: {type(e).__name__}: {e}")
+                store.finish_task_instance(ti.id, try_number, FAILED, now=now, reason="error", exit_code=None)
+                store.add_event("task_failed", now=now, pipeline=run.pipeline, run=run.id,
+                                task=ti.task, message=f"cannot start: {type(e).__name__}: {e}")
                 continue
-            try_pk = store.insert_try(ti["id"], try_number, launcher_pid=ctx.me[0], launcher_start=ctx.me[1],
+            try_pk = store.insert_try(ti.id, try_number, launcher_pid=ctx.me[0], launcher_start=ctx.me[1],
                                       boot_id=ctx.boot, status_path=launch.status_path,
                                       log_path=launch.log_path, timeout=task.timeout, pool=task.pool, now=now)
-            store.add_event("try_started", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.add_event("try_started", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message=f"try {try_number}")
-            launches.append((try_pk, launch, f"{ctx.run_label(run)} {ti['task']} try {try_number}"))
+            launches.append((try_pk, launch, f"{ctx.run_label(run)} {ti.task} try {try_number}"))
             slots.take(task)
     started = []
     for try_pk, launch, label in launches:
@@ -100,17 +100,17 @@ def previous_try_gone(ctx: StepContext, ti) -> bool:
     """Whether nothing of the task instance's previous try runs any more (killing what is
     left of it): a retry never starts beside its predecessor's leftovers (the rulebook's
     PreviousTry, which ``explain`` can only read, not enforce)."""
-    n = ti["try_number"]
-    if not n or (ti["id"], n) in ctx.gone:
+    n = ti.try_number
+    if not n or (ti.id, n) in ctx.gone:
         return True
-    prev = [t for t in ctx.store.tries_for(ti["id"]) if t["try_number"] == n]
+    prev = [t for t in ctx.store.tries_for(ti.id) if t.try_number == n]
     if prev:
-        if prev[-1]["state"] in ("starting", "running"):
+        if prev[-1].state in ("starting", "running"):
             return False  # still to be recorded
         if not end_session(prev[-1]):
-            ctx.log(f"{ti['task']}: a process of try {n} would not die; its next try waits")
+            ctx.log(f"{ti.task}: a process of try {n} would not die; its next try waits")
             return False
-    ctx.gone.add((ti["id"], n))
+    ctx.gone.add((ti.id, n))
     return True
 
 
@@ -135,8 +135,8 @@ def prepare(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, try_numbe
     cwd = os.path.join(config.root, task.cwd) if task.cwd else config.root
     return executor.Launch(
         argv=argv, cwd=cwd, env=env,
-        log_path=layout.log_path(config, run, ti["task"], try_number),
-        status_path=layout.status_path(config, ti["id"], try_number),
+        log_path=layout.log_path(config, run, ti.task, try_number),
+        status_path=layout.status_path(config, ti.id, try_number),
         timeout=task.timeout, supervisors_dir=layout.supervisors_dir(config), project=config.root,
         clock_offset=ctx.clock.offset,
     )

@@ -53,44 +53,44 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
     specs: dict[int, Pipeline] = {}
 
     def spec(run) -> Pipeline:
-        p = specs.get(run["id"])
+        p = specs.get(run.id)
         if p is None:
-            p = specs[run["id"]] = spec_of(run) if spec_of else Pipeline.from_dict(loads(store.run_spec(run["id"])))
+            p = specs[run.id] = spec_of(run) if spec_of else Pipeline.from_dict(loads(store.run_spec(run.id)))
         return p
 
     out = Plan()
     active = list(store.active_runs())
-    state = {r["id"]: r["state"] for r in active}
+    state = {r.id: r.state for r in active}
     views: dict[int, tuple] = {}  # run id -> (view, rows by id)
 
     def promote() -> None:
         def admit(r, limit: int) -> bool:
-            state[r["id"]] = RUNNING
-            out.promoted.append(r["id"])
-            out.run_notes.pop(r["id"], None)
+            state[r.id] = RUNNING
+            out.promoted.append(r.id)
+            out.run_notes.pop(r.id, None)
             return True
 
         def hold(r, p: Pipeline, place: int, holders: list) -> None:
-            out.run_notes[r["id"]] = MaxActiveRuns.reason(r, p, place, holders)
+            out.run_notes[r.id] = MaxActiveRuns.reason(r, p, place, holders)
 
-        MaxActiveRuns.promotion(active, lambda r: state[r["id"]], spec, admit, hold=hold)
+        MaxActiveRuns.promotion(active, lambda r: state[r.id], spec, admit, hold=hold)
 
     def advance() -> list[tuple]:
         candidates = []
         for r in active:
-            if state[r["id"]] != RUNNING or r["id"] in out.finishing:
+            if state[r.id] != RUNNING or r.id in out.finishing:
                 continue
             p = spec(r)
-            if r["id"] not in views:
+            if r.id not in views:
                 needs, down = edges(p)
-                view = RunView(store.ti_states(r["id"]), needs, down)
+                view = RunView(store.ti_states(r.id), needs, down)
                 view.evaluate(p, needs, down)
-                full = {ti["id"]: ti for ti in store.task_instances(r["id"])}
-                views[r["id"]] = (view, full)
+                full = {ti.id: ti for ti in store.task_instances(r.id)}
+                views[r.id] = (view, full)
                 if view.unfinished == 0:
-                    out.finishing.append(r["id"])
+                    out.finishing.append(r.id)
                     continue
-            view, full = views[r["id"]]
+            view, full = views[r.id]
             candidates += [(r, p, full[i]) for i in view.launchable(now) if i not in claimed and i in full]
         return candidates
 
@@ -101,7 +101,7 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
     def dispatch(candidates: list[tuple]) -> None:
         keep = []
         for c in candidates:
-            kind = Launchable.check(c[1].tasks[c[2]["base"]], c[2])
+            kind = Launchable.check(c[1].tasks[c[2].base], c[2])
             if kind == "sensor":
                 if c not in out.pokes:
                     out.pokes.append(c)
@@ -113,16 +113,16 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
                 if ok:
                     keep.append(c)
                 else:
-                    blocked[c[2]["id"]] = (PreviousTry.name, why)
+                    blocked[c[2].id] = (PreviousTry.name, why)
         for c in sorted(keep, key=dispatch_key):
-            task = c[1].tasks[c[2]["base"]]
+            task = c[1].tasks[c[2].base]
             ok, why = slots.verdict(task)
             if not ok:
-                blocked[c[2]["id"]] = (Slots.name, why)
+                blocked[c[2].id] = (Slots.name, why)
                 continue
-            slots.take(task, f"{c[2]['task']} ({_run_label(c[0])})")
-            claimed.add(c[2]["id"])
-            blocked.pop(c[2]["id"], None)
+            slots.take(task, f"{c[2].task} ({_run_label(c[0])})")
+            claimed.add(c[2].id)
+            blocked.pop(c[2].id, None)
             out.starts.append(c)
 
     promote()
@@ -134,7 +134,7 @@ def plan(store, config: ProjectConfig, now: float, spec_of=None) -> Plan:
         dispatch(advance())
 
     for r in active:
-        _explain_run(out, r, spec(r), views.get(r["id"]), claimed, blocked, state[r["id"]], store, now)
+        _explain_run(out, r, spec(r), views.get(r.id), claimed, blocked, state[r.id], store, now)
     return out
 
 
@@ -142,35 +142,33 @@ def _pool_holders(store) -> dict[str, list[str]]:
     holders: dict[str, list[str]] = {}
     runs: dict[int, object] = {}
     for t in store.active_tries():
-        if t["pool"] is None:
+        if t.pool is None:
             continue
-        run = runs.get(t["run"]) or runs.setdefault(t["run"], store.run(t["run"]))
-        holders.setdefault(t["pool"], []).append(f"{t['task']} ({_run_label(run)})")
+        run = runs.get(t.run) or runs.setdefault(t.run, store.run(t.run))
+        holders.setdefault(t.pool, []).append(f"{t.task} ({_run_label(run)})")
     return holders
 
 
 def _run_label(run) -> str:
-    return f"{run['pipeline']} {run['ds']}" if run is not None else "?"
+    return f"{run.pipeline} {run.ds}" if run is not None else "?"
 
 
 def _explain_run(out: Plan, run, pipeline: Pipeline, vf, claimed: set, blocked: dict, run_state: str, store,
                  now: float) -> None:
-    tis = vf[1] if vf else {ti["id"]: ti for ti in store.task_instances(run["id"])}
+    tis = vf[1] if vf else {ti.id: ti for ti in store.task_instances(run.id)}
     sim = vf[0].rows if vf else {}
     for pk, ti in tis.items():
         out.verdicts[pk] = explain_ti(run, pipeline, ti, tis, sim, claimed=pk in claimed, blocked=blocked.get(pk),
-                                      run_note=out.run_notes.get(run["id"]), run_state=run_state, now=now,
-                                      promoted=run["id"] in out.promoted)
+                                      run_note=out.run_notes.get(run.id), run_state=run_state, now=now,
+                                      promoted=run.id in out.promoted)
 
 
 def _as_seen(row, sim: dict):
     """A task instance row with the state the step's trigger-rule pass gives it."""
-    s = sim.get(row["id"])
-    if s is None or s[3] == row["state"]:
+    s = sim.get(row.id)
+    if s is None or s[3] == row.state:
         return row
-    d = dict(zip(row.keys(), tuple(row)))
-    d["state"] = s[3]
-    return d
+    return row._replace(state=s[3])
 
 
 def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bool = False,
@@ -181,9 +179,9 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
 
     ``tis``: the run's task instances by id; ``sim``: id -> (id, task, base, state, next_try_at)
     after the step's trigger-rule pass; ``claimed``/``blocked`` (rule, why): what dispatch did with it."""
-    name, state = ti["task"], ti["state"]
-    run_state = run_state or run["state"]
-    task = pipeline.tasks.get(ti["base"])
+    name, state = ti.task, ti.state
+    run_state = run_state or run.state
+    task = pipeline.tasks.get(ti.base)
     tz = pipeline.timezone
 
     def v(ready: bool, rule: str, why: str) -> Verdict:
@@ -194,16 +192,16 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
     if claimed:
         first = " (its run is promoted first)" if promoted else ""
         if state == UP_FOR_RETRY:
-            what = f"retry {ti['try_number'] - ti['budget_base']} (try {ti['try_number'] + 1})"
+            what = f"retry {ti.try_number - ti.budget_base} (try {ti.try_number + 1})"
         else:
-            what = f"try {ti['try_number'] + 1}"
+            what = f"try {ti.try_number + 1}"
         return v(True, READY, f"ready: {what} starts on the next step{first}")
-    upstream = [_as_seen(u, sim) for u in tis.values() if u["base"] in task.needs]
+    upstream = [_as_seen(u, sim) for u in tis.values() if u.base in task.needs]
     if state == RUNNING:
-        since = at_words(ti["start"], now, tz) if ti["start"] else "?"
-        return v(False, "running", f"running try {ti['try_number']} since {since}")
-    if state in (UPSTREAM_FAILED, SKIPPED) and ti["reason"] == "trigger_rule":
-        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
+        since = at_words(ti.start, now, tz) if ti.start else "?"
+        return v(False, "running", f"running try {ti.try_number} since {since}")
+    if state in (UPSTREAM_FAILED, SKIPPED) and ti.reason == "trigger_rule":
+        outcome = trigger_outcome(task.trigger_rule, [u.state for u in upstream])
         why = TriggerRule.reason(task, upstream, outcome) if outcome == state else None
         return v(False, "done", why or f"{state} by its trigger rule ({task.trigger_rule})")
     if state in TI_FINISHED:
@@ -214,7 +212,7 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
         return v(False, "run", f"its run is {run_state}: nothing more starts in it")
     # the rules in the order the engine's phases apply them: advance, pre-launch, dispatch
     if state == PENDING:
-        seen = sim.get(ti["id"])
+        seen = sim.get(ti.id)
         ok, why = TriggerRule.verdict(task, upstream, settles=seen is not None and seen[3] != state)
         if not ok:
             return v(False, TriggerRule.name, why)
@@ -233,16 +231,16 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
 def explain_run(store, config: ProjectConfig, run, pipeline: Pipeline, now: float, step: Plan | None = None) -> list[Verdict]:
     """Every task instance of ``run``, in DAG order, with the rule that holds it back."""
     from pipectl.model.dag import topo_order
-    tis = store.task_instances(run["id"])
-    if run["state"] in (RUNNING, "queued"):
+    tis = store.task_instances(run.id)
+    if run.state in (RUNNING, "queued"):
         step = step or plan(store, config, now)
-        verdicts = {ti["id"]: step.verdicts[ti["id"]] for ti in tis if ti["id"] in step.verdicts}
+        verdicts = {ti.id: step.verdicts[ti.id] for ti in tis if ti.id in step.verdicts}
     else:
-        by_id = {ti["id"]: ti for ti in tis}
-        verdicts = {ti["id"]: explain_ti(run, pipeline, ti, by_id, {}, now=now) for ti in tis}
+        by_id = {ti.id: ti for ti in tis}
+        verdicts = {ti.id: explain_ti(run, pipeline, ti, by_id, {}, now=now) for ti in tis}
     order = {n: i for i, n in enumerate(topo_order(list(pipeline.tasks), {n: list(t.needs) for n, t in pipeline.tasks.items()}))}
-    tis = sorted(tis, key=lambda ti: (order.get(ti["base"], len(order)), ti["map_index"] or 0, ti["id"]))
-    return [verdicts[ti["id"]] for ti in tis if ti["id"] in verdicts]
+    tis = sorted(tis, key=lambda ti: (order.get(ti.base, len(order)), ti.map_index or 0, ti.id))
+    return [verdicts[ti.id] for ti in tis if ti.id in verdicts]
 
 
 # -- runs that do not exist (yet) ---------------------------------------------
@@ -281,7 +279,7 @@ def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> 
     tz = pipeline.timezone
     start = instant(pipeline.start_date, tz)
     end = instant(pipeline.end_date, tz, end_of_day=True)
-    anchor = start or (datetime.fromisoformat(row["anchor"]) if row and row["anchor"] else now)
+    anchor = start or (row.anchor if row and row.anchor else now)
     tt = timetable(pipeline.time_schedules, tz, anchor)
     words = "; ".join(describe(s, tz) for s in pipeline.time_schedules)
     if isinstance(when, datetime):
@@ -306,7 +304,7 @@ def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> 
     if hi > now:
         return (f"{label} does not exist yet: its interval closes at {at_words(hi.timestamp(), nowts, tz)}; "
                 "the first tick after that creates it" + (f" (but {pipeline.name} is paused)" if paused else ""))
-    cursor = datetime.fromisoformat(row["cursor"]) if row and row["cursor"] else None
+    cursor = row.cursor if row else None
     backfill = f"`pipectl backfill {pipeline.name} --start {lo.date()} --end {lo.date()}` runs it"
     if cursor is not None and hi <= cursor:  # the scheduler has moved past it
         if not pipeline.catchup:
@@ -329,7 +327,7 @@ def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> 
 
 def _asset_reason(store, pipeline: Pipeline, sched, when, paused: bool) -> str:
     ds = (when.date() if isinstance(when, datetime) else when).isoformat()
-    have = {r["asset"] for r in (store.latest_asset_events(list(sched.assets)) if store is not None else ()) if r["ds"] == ds}
+    have = {r.asset for r in (store.latest_asset_events(list(sched.assets)) if store is not None else ()) if r.ds == ds}
     missing = [a for a in sched.assets if a not in have]
     if paused:
         return f"{pipeline.name} is paused: asset updates wait for unpause"

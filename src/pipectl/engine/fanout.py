@@ -23,7 +23,7 @@ FOREACH_TIMEOUT = 60.0  # seconds the item-listing command may take
 
 
 def needs_expansion(task: Task, ti) -> bool:
-    return isinstance(task.foreach, ForeachCommand) and ti["map_index"] is None
+    return isinstance(task.foreach, ForeachCommand) and ti.map_index is None
 
 
 def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
@@ -32,7 +32,7 @@ def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
     store = ctx.store
     now = ctx.clock.now()
     with store.tx():
-        claimed = store.claim_ti_check(ti["id"], now, now + FOREACH_TIMEOUT + 5)
+        claimed = store.claim_ti_check(ti.id, now, now + FOREACH_TIMEOUT + 5)
     if claimed is None:
         return False
     values = template_values(run, claimed, 0)
@@ -57,19 +57,19 @@ def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
         error = f"foreach command cannot be evaluated: {type(e).__name__}: {e}"
     now = ctx.clock.now()
     with store.tx():
-        cur = store.task_instance(ti["id"])
-        if cur is None or cur["state"] != "pending":
+        cur = store.task_instance(ti.id)
+        if cur is None or cur.state != "pending":
             return False
         if error is not None:
-            store.set_ti_state(ti["id"], FAILED, now=now, reason="foreach_failed")
-            store.add_event("task_failed", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"], message=error)
+            store.set_ti_state(ti.id, FAILED, now=now, reason="foreach_failed")
+            store.add_event("task_failed", now=now, pipeline=run.pipeline, run=run.id, task=ti.task, message=error)
         elif not items:
-            store.set_ti_state(ti["id"], SKIPPED, now=now, reason="foreach_empty")
-            store.add_event("task_skipped", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.set_ti_state(ti.id, SKIPPED, now=now, reason="foreach_empty")
+            store.add_event("task_skipped", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message="foreach command printed no items")
         else:
-            store.replace_with_mapped(ti["id"], run["id"], task.name, items)
-            store.add_event("task_mapped", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.replace_with_mapped(ti.id, run.id, task.name, items)
+            store.add_event("task_mapped", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message=f"{len(items)} items")
-    ctx.log(f"foreach {run['pipeline']} {run['ds']} {ti['task']}: " + (error or f"{len(items)} items"))
+    ctx.log(f"foreach {run.pipeline} {run.ds} {ti.task}: " + (error or f"{len(items)} items"))
     return True

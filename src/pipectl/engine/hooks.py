@@ -36,15 +36,15 @@ def spawn(ctx: StepContext, command: str, env: dict[str, str], log_path: str, la
 
 def run_try_hook(ctx: StepContext, which: str, run, pipeline: Pipeline, ti, t, exit_code: int | None) -> None:
     """``on_success``/``on_retry``/``on_failure`` after try ``t`` ended (the task's, else the pipeline's)."""
-    task = pipeline.tasks[ti["base"]]
+    task = pipeline.tasks[ti.base]
     command = getattr(task, which) or getattr(pipeline, which)
     if not command:
         return
     from pipectl.spec.templates import runnable_command
-    values = template_values(run, ti, t["try_number"])
+    values = template_values(run, ti, t.try_number)
     env = task_environment(pipeline, task, values)
     command, refs = runnable_command(command, values)
     env.update(refs)
     env.update(PIPECTL_STATE=HOOK_STATE.get(which, which), PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),
-               PIPECTL_LOG=t["log_path"] or "")
-    spawn(ctx, command, env, os.path.join(os.path.dirname(t["log_path"]), "hooks.log"), which)
+               PIPECTL_LOG=t.log_path or "")
+    spawn(ctx, command, env, os.path.join(os.path.dirname(t.log_path), "hooks.log"), which)

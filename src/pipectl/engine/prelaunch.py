@@ -23,7 +23,7 @@ def prelaunch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
     for run, pipeline, ti in candidates:
         if deadline is not None and ctx.out_of_time():
             break
-        task = pipeline.tasks[ti["base"]]
+        task = pipeline.tasks[ti.base]
         slow = any(h.slow(task, ti) for h in handlers.values())
         if slow and deadline is not None and time.time() + SLOW_HANDLING > deadline:
             continue
@@ -32,8 +32,8 @@ def prelaunch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
             keep.append((run, pipeline, ti))
             continue
         handler = handlers.get(kind)
-        if handler is not None and ti["state"] == "pending" and handler.handle(ctx, run, pipeline, task, ti, report):
-            changed.add(run["id"])  # its downstream may be decided now, or mapped instances start
+        if handler is not None and ti.state == "pending" and handler.handle(ctx, run, pipeline, task, ti, report):
+            changed.add(run.id)  # its downstream may be decided now, or mapped instances start
     if changed:
         # new mapped instances, or the downstream of a finished sensor, can start in this very step
         keep.extend(c for c in advance(ctx, changed, report) if _launched(c))
@@ -42,5 +42,5 @@ def prelaunch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
 
 def _launched(candidate) -> bool:
     run, pipeline, ti = candidate
-    task = pipeline.tasks[ti["base"]]
+    task = pipeline.tasks[ti.base]
     return Launchable.check(task, ti) is None and task.run is not None

@@ -11,6 +11,6 @@ def promote(ctx: StepContext, report: StepReport | None = None) -> None:
 
     def admit(run, limit: int) -> bool:
         with store.tx():
-            return bool(store.promote_run(run["id"], limit, ctx.clock.now()))
+            return bool(store.promote_run(run.id, limit, ctx.clock.now()))
 
-    MaxActiveRuns.promotion(store.active_runs(), lambda r: r["state"], ctx.spec_of, admit, stop=ctx.out_of_time)
+    MaxActiveRuns.promotion(store.active_runs(), lambda r: r.state, ctx.spec_of, admit, stop=ctx.out_of_time)

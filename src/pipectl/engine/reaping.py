@@ -24,22 +24,22 @@ def reap(ctx: StepContext, report: StepReport) -> set[int]:
     for t in ctx.store.active_tries():
         if ctx.out_of_time():
             break
-        status = executor.read_status(t["status_path"])
+        status = executor.read_status(t.status_path)
         if status is not None:
             _record(ctx, t, status, report)
-            dirty.add(t["run"])
+            dirty.add(t.run)
             continue
-        if t["state"] == "starting":
-            if executor.is_alive(t["launcher_pid"], t["launcher_start"], t["boot_id"]):
+        if t.state == "starting":
+            if executor.is_alive(t.launcher_pid, t.launcher_start, t.boot_id):
                 continue
             t = _unrecorded(ctx, t)
             if t is None:
                 continue
-        elif executor.is_alive(t["pid"], t["pid_start"], t["boot_id"]):
+        elif executor.is_alive(t.pid, t.pid_start, t.boot_id):
             continue
         # the wrapper may have written its status between our two looks
-        _record(ctx, t, executor.read_status(t["status_path"]), report)
-        dirty.add(t["run"])
+        _record(ctx, t, executor.read_status(t.status_path), report)
+        dirty.add(t.run)
     return dirty
 
 
@@ -59,106 +59,106 @@ def _record(ctx: StepContext, t, status: tuple | None, report: StepReport) -> No
         exit_code = status[0] if status is not None else None
         message = f"cannot evaluate: {type(e).__name__}: {e}"
         now = ctx.clock.now()
-        run = store.run(t["run"])
-        pipe = run["pipeline"] if run is not None else None
+        run = store.run(t.run)
+        pipe = run.pipeline if run is not None else None
         with store.tx():
-            ended = store.finish_try(t["id"], FAILED, now=now, exit_code=exit_code, reason="error")
+            ended = store.finish_try(t.id, FAILED, now=now, exit_code=exit_code, reason="error")
             if ended:
-                store.finish_task_instance(t["ti"], t["try_number"], FAILED, now=now, reason="error",
+                store.finish_task_instance(t.ti, t.try_number, FAILED, now=now, reason="error",
                                            exit_code=exit_code)
             # not ended: the try was recorded and only its hook failed
             store.add_event("task_failed" if ended else "hook_failed", now=now, pipeline=pipe,
-                            run=t["run"], task=t["task"], message=message)
+                            run=t.run, task=t.task, message=message)
         if ended:
-            executor.discard_status(t["status_path"])
-            report.reaped.append(f"{pipe} {t['task']} try {t['try_number']} {message}")
-        ctx.log(f"{pipe} {t['task']} try {t['try_number']}: {message}")
+            executor.discard_status(t.status_path)
+            report.reaped.append(f"{pipe} {t.task} try {t.try_number} {message}")
+        ctx.log(f"{pipe} {t.task} try {t.try_number}: {message}")
 
 
 def _unrecorded(ctx: StepContext, t):
     """A starting try whose launcher died before recording its wrapper: adopt a live
     wrapper (None: nothing more to do now), or return the try as it is to be lost --
     still ``starting`` if nothing of it ever ran, ``running`` with its session if it did."""
-    outcome, pid = executor.unrecorded_try(t["status_path"])
+    outcome, pid = executor.unrecorded_try(t.status_path)
     if outcome == "wait":
         return None
     if outcome == "never":
         return t
-    alive = executor.is_wrapper(pid, t["status_path"])
+    alive = executor.is_wrapper(pid, t.status_path)
     start = executor.process_start(pid) if alive else None
     # "-" matches no start time: the session is named, and its leader is known to be gone
     start = start if start is not None else "-"
     with ctx.store.tx():
-        if not ctx.store.mark_try_started(t["id"], pid, start):
+        if not ctx.store.mark_try_started(t.id, pid, start):
             return None  # someone else recorded it meanwhile
     if start != "-":
         return None  # adopted: its wrapper runs on
-    return {**dict(t), "state": RUNNING, "pid": pid, "pid_start": start}
+    return t._replace(state=RUNNING, pid=pid, pid_start=start)
 
 
 def end_session(t) -> bool:
     """Kill what is left of a try's session; True once nothing of it runs."""
-    sid, start = t["pid"], t["pid_start"]
+    sid, start = t.pid, t.pid_start
     if not sid:
-        claim = executor.read_claim(t["status_path"])
+        claim = executor.read_claim(t.status_path)
         if not claim:
             return True  # it never ran
         sid, start = claim, None
-    return executor.end_session(sid, start, t["boot_id"], t["status_path"])
+    return executor.end_session(sid, start, t.boot_id, t.status_path)
 
 
 def _finish(ctx: StepContext, t, exit_code: int, end: float, report: StepReport) -> None:
     store = ctx.store
-    run = store.run(t["run"])
+    run = store.run(t.run)
     pipeline = ctx.spec_of(run)
-    task = pipeline.tasks[t["base"]]
+    task = pipeline.tasks[t.base]
     # the status file's mtime comes from the kernel's coarse clock, a few ms behind
     # time.time(): a fast try would otherwise end before it started
-    end = max(end, t["start"] or end)
-    timed_out = bool(t["timeout"]) and exit_code in (124, 137) and end - t["start"] >= t["timeout"] - 0.05
+    end = max(end, t.start or end)
+    timed_out = bool(t.timeout) and exit_code in (124, 137) and end - t.start >= t.timeout - 0.05
     reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
     if timed_out:
         # it ran its whole limit, after the wrapper and timeout(1) took over a millisecond to
         # start; only the mtime's coarse clock (up to a jiffy behind) says less
-        end = max(end, t["start"] + t["timeout"] + 0.001)
+        end = max(end, t.start + t.timeout + 0.001)
     # the try has ended: nothing of it outlives it (a retry waits if something would not die)
     end_session(t)
     with store.tx():
-        ti = store.task_instance(t["ti"])
-        if not store.finish_try(t["id"], SUCCESS if exit_code == 0 else FAILED, now=end,
+        ti = store.task_instance(t.ti)
+        if not store.finish_try(t.id, SUCCESS if exit_code == 0 else FAILED, now=end,
                                 exit_code=exit_code, reason=reason):
             return
-        hook = settle(ctx, run, ti, task, t["try_number"], exit_code, reason, end, report)
-    executor.discard_status(t["status_path"])
-    if t["pid"] in ctx.children:
-        ctx.recorded.add(t["pid"])
-    report.reaped.append(f"{ctx.run_label(run)} {t['task']} try {t['try_number']} exit {exit_code}")
+        hook = settle(ctx, run, ti, task, t.try_number, exit_code, reason, end, report)
+    executor.discard_status(t.status_path)
+    if t.pid in ctx.children:
+        ctx.recorded.add(t.pid)
+    report.reaped.append(f"{ctx.run_label(run)} {t.task} try {t.try_number} exit {exit_code}")
     if hook:
         run_try_hook(ctx, hook, run, pipeline, ti, t, exit_code)
 
 
 def _lose(ctx: StepContext, t, report: StepReport) -> None:
     store = ctx.store
-    run = store.run(t["run"])
+    run = store.run(t.run)
     pipeline = ctx.spec_of(run)
-    task = pipeline.tasks[t["base"]]
+    task = pipeline.tasks[t.base]
     # the wrapper is gone, but the task it started may not be: never let it run beside a retry.
     # (A live process at that pid with another start time reused it: a stranger, not ours.)
-    if end_session(t) and t["pid"]:
-        executor.discard_status(t["status_path"])  # its claim: that wrapper cannot come back
+    if end_session(t) and t.pid:
+        executor.discard_status(t.status_path)  # its claim: that wrapper cannot come back
     now = ctx.clock.now()
     with store.tx():
-        ti = store.task_instance(t["ti"])
-        if not store.finish_try(t["id"], "lost", now=now, exit_code=None, reason="lost"):
+        ti = store.task_instance(t.ti)
+        if not store.finish_try(t.id, "lost", now=now, exit_code=None, reason="lost"):
             return
-        if t["state"] == "starting":
+        if t.state == "starting":
             # its launcher was killed between claiming it and starting it: nothing ran,
             # so it costs no retry (kill -9 at any instant must not fail a task)
-            store.requeue_unstarted(ti["id"], t["try_number"])
+            store.requeue_unstarted(ti.id, t.try_number)
             hook = None
         else:
-            hook = settle(ctx, run, ti, task, t["try_number"], None, "lost", now, report)
-    report.lost.append(f"{ctx.run_label(run)} {t['task']} try {t['try_number']}")
+            hook = settle(ctx, run, ti, task, t.try_number, None, "lost", now, report)
+    report.lost.append(f"{ctx.run_label(run)} {t.task} try {t.try_number}")
     if hook:
         run_try_hook(ctx, hook, run, pipeline, ti, t, None)
 
@@ -168,24 +168,24 @@ def settle(ctx: StepContext, run, ti, task: Task, try_number: int, exit_code: in
     """Move a task instance on after its try ``try_number`` ended; returns the hook to run (None
     when the task instance is no longer at that try: nothing of it is changed)."""
     store = ctx.store
-    pipe = run["pipeline"]
-    if ti is None or ti["state"] != RUNNING or ti["try_number"] != try_number:
+    pipe = run.pipeline
+    if ti is None or ti.state != RUNNING or ti.try_number != try_number:
         return None
     if reason is None:
-        store.finish_task_instance(ti["id"], try_number, SUCCESS, now=now, reason=None, exit_code=exit_code)
-        store.add_event("task_success", now=now, pipeline=pipe, run=run["id"], task=ti["task"])
+        store.finish_task_instance(ti.id, try_number, SUCCESS, now=now, reason=None, exit_code=exit_code)
+        store.add_event("task_success", now=now, pipeline=pipe, run=run.id, task=ti.task)
         ctx.on_task_success(run, ti, task, now)
         return "on_success"
-    tries_in_budget = ti["try_number"] - ti["budget_base"]
+    tries_in_budget = ti.try_number - ti.budget_base
     if task.retry.may_retry(tries_in_budget, exit_code):
         at = now + task.retry.delay(tries_in_budget)
-        store.finish_task_instance(ti["id"], try_number, UP_FOR_RETRY, now=now, reason=reason,
+        store.finish_task_instance(ti.id, try_number, UP_FOR_RETRY, now=now, reason=reason,
                                    exit_code=exit_code, next_try_at=at)
-        store.add_event("task_retry", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
+        store.add_event("task_retry", now=now, pipeline=pipe, run=run.id, task=ti.task,
                         message=f"{reason} (exit {exit_code}); retry at {iso(datetime.fromtimestamp(at, UTC))}")
-        report.retried.append(f"{ctx.run_label(run)} {ti['task']}")
+        report.retried.append(f"{ctx.run_label(run)} {ti.task}")
         return "on_retry"
-    store.finish_task_instance(ti["id"], try_number, FAILED, now=now, reason=reason, exit_code=exit_code)
-    store.add_event("task_failed", now=now, pipeline=pipe, run=run["id"], task=ti["task"],
+    store.finish_task_instance(ti.id, try_number, FAILED, now=now, reason=reason, exit_code=exit_code)
+    store.add_event("task_failed", now=now, pipeline=pipe, run=run.id, task=ti.task,
                     message=f"{reason} (exit {exit_code})")
     return "on_failure"

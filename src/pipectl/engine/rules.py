@@ -48,7 +48,7 @@ def at_words(epoch: float, now: float, tz: str | None = None) -> str:
 
 def outcome_words(ti) -> str:
     """'failed: exit 3 on try 3', 'failed: timeout (exit 124) on try 1', 'success on try 2'."""
-    state, reason, code, n = ti["state"], ti["reason"], ti["exit_code"], ti["try_number"]
+    state, reason, code, n = ti.state, ti.reason, ti.exit_code, ti.try_number
     if reason in (None, "exit_code"):
         what = f"exit {code}" if code is not None and state != SUCCESS else ""
     else:
@@ -59,13 +59,13 @@ def outcome_words(ti) -> str:
 
 def state_words(ti) -> str:
     """'load_dims failed (exit 3)', 'clean upstream_failed', 'extract running'."""
-    state = ti["state"]
-    words = f"{ti['task']} {state}"
+    state = ti.state
+    words = f"{ti.task} {state}"
     if state == FAILED:
-        if ti["exit_code"] is not None:
-            words += f" (exit {ti['exit_code']})"
-        elif ti["reason"]:
-            words += f" ({ti['reason']})"
+        if ti.exit_code is not None:
+            words += f" (exit {ti.exit_code})"
+        elif ti.reason:
+            words += f" ({ti.reason})"
     return words
 
 
@@ -78,7 +78,7 @@ class MaxActiveRuns:
 
     @staticmethod
     def limit(run, pipeline: Pipeline) -> int:
-        return run["max_active"] or pipeline.max_active_runs
+        return run.max_active or pipeline.max_active_runs
 
     @staticmethod
     def admits(running: int, limit: int) -> bool:
@@ -94,14 +94,14 @@ class MaxActiveRuns:
         running: dict[tuple, list] = {}
         for r in active:
             if state_of(r) == RUNNING:
-                running.setdefault((r["pipeline"], r["batch"]), []).append(r)
+                running.setdefault((r.pipeline, r.batch), []).append(r)
         full: dict[tuple, Pipeline] = {}
         place: dict[tuple, int] = {}
         for r in active:
             if state_of(r) != "queued":
                 continue
-            key = (r["pipeline"], r["batch"])
-            p = full.get((key, r["max_active"]))
+            key = (r.pipeline, r.batch)
+            p = full.get((key, r.max_active))
             if p is None:
                 if stop is not None and stop():
                     continue
@@ -111,7 +111,7 @@ class MaxActiveRuns:
                     if admit(r, limit):
                         running.setdefault(key, []).append(r)
                     continue
-                full[(key, r["max_active"])] = p
+                full[(key, r.max_active)] = p
             if hold is not None:
                 place[key] = place.get(key, 0) + 1
                 hold(r, p, place[key], running.get(key, []))
@@ -125,8 +125,8 @@ class MaxActiveRuns:
 
     @staticmethod
     def reason(run, pipeline: Pipeline, place: int, holders: list) -> str:
-        who = "its backfill batch" if run["batch"] else pipeline.name
-        held = ", ".join(r["ds"] if r["ds"] else r["run_id"] for r in holders[:5])
+        who = "its backfill batch" if run.batch else pipeline.name
+        held = ", ".join(r.ds if r.ds else r.run_id for r in holders[:5])
         more = f" (+{len(holders) - 5})" if len(holders) > 5 else ""
         return (f"run queued: {_ordinal(place)} in line; max_active_runs {MaxActiveRuns.limit(run, pipeline)} "
                 f"of {who} in use" + (f" by {held}{more}" if held else ""))
@@ -145,7 +145,7 @@ class Paused:
     @staticmethod
     def holds(row) -> bool:
         """``row``: the pipeline's row in the state file (None: never seen, not paused)."""
-        return bool(row is not None and row["paused"])
+        return bool(row is not None and row.paused)
 
     @staticmethod
     def verdict(row, pipeline: str) -> tuple[bool, str | None]:
@@ -203,7 +203,7 @@ class TriggerRule:
     @staticmethod
     def verdict(task: Task, upstream: list, settles: bool = False) -> tuple[bool, str | None]:
         """``upstream``: the upstream task instance rows, with the states the step sees."""
-        outcome = trigger_outcome(task.trigger_rule, [u["state"] for u in upstream])
+        outcome = trigger_outcome(task.trigger_rule, [u.state for u in upstream])
         return outcome == READY, TriggerRule.reason(task, upstream, outcome, settles=settles)
 
     @staticmethod
@@ -216,12 +216,12 @@ class TriggerRule:
         if outcome is None:
             by_task: dict[str, set] = {}
             for u in upstream:
-                if u["state"] not in TI_FINISHED:
-                    by_task.setdefault(u["base"], set()).add(u["state"])
+                if u.state not in TI_FINISHED:
+                    by_task.setdefault(u.base, set()).add(u.state)
             return f"waiting on upstream ({rule}): " + ", ".join(
                 f"{name} ({', '.join(sorted(states))})" for name, states in by_task.items())
         bad = {UPSTREAM_FAILED: (FAILED, UPSTREAM_FAILED), SKIPPED: (SKIPPED, SUCCESS)}[outcome]
-        culprits = [u for u in upstream if u["state"] in bad]
+        culprits = [u for u in upstream if u.state in bad]
         if rule == "one_success":
             culprits, lead = upstream, f"no upstream succeeded ({rule}): "
         elif rule == "one_failed":
@@ -250,16 +250,16 @@ class RetryTime:
 
     @staticmethod
     def reason(task: Task, ti, now: float, tz: str | None) -> str | None:
-        if RetryTime.due(ti["next_try_at"], now):
+        if RetryTime.due(ti.next_try_at, now):
             return None
-        retry = ti["try_number"] - ti["budget_base"]  # tries made in this budget = the retry about to come
-        code = ti["exit_code"]
-        if ti["reason"] in (None, "exit_code"):
+        retry = ti.try_number - ti.budget_base  # tries made in this budget = the retry about to come
+        code = ti.exit_code
+        if ti.reason in (None, "exit_code"):
             after = f"exit {code}" if code is not None else "a failure"
         else:
-            after = ti["reason"] + (f" (exit {code})" if code is not None else "")
-        return (f"retry {retry} of {task.retry.retries} (try {ti['try_number'] + 1}) at "
-                f"{at_words(ti['next_try_at'], now, tz)}; after {after}")
+            after = ti.reason + (f" (exit {code})" if code is not None else "")
+        return (f"retry {retry} of {task.retry.retries} (try {ti.try_number + 1}) at "
+                f"{at_words(ti.next_try_at, now, tz)}; after {after}")
 
 
 class Launchable:
@@ -273,7 +273,7 @@ class Launchable:
         """None: launched by dispatch; 'sensor' or 'foreach': handled before dispatch."""
         if task.sensor is not None and task.run is None:
             return "sensor"
-        if isinstance(task.foreach, ForeachCommand) and ti["map_index"] is None:
+        if isinstance(task.foreach, ForeachCommand) and ti.map_index is None:
             return "foreach"
         return None
 
@@ -304,7 +304,7 @@ class Sensor:
     def reason(run, task: Task, ti, now: float) -> str:
         from pipectl.engine.runs import template_values
         from pipectl.engine.sensors import describe_wait
-        return describe_wait(task, ti, template_values(run, ti, ti["try_number"]), now)
+        return describe_wait(task, ti, template_values(run, ti, ti.try_number), now)
 
 
 class PreviousTry:
@@ -315,9 +315,9 @@ class PreviousTry:
 
     @staticmethod
     def live(store, ti) -> bool:
-        n = ti["try_number"]
-        return bool(n) and any(t["try_number"] == n and t["state"] in ("starting", "running")
-                               for t in store.tries_for(ti["id"]))
+        n = ti.try_number
+        return bool(n) and any(t.try_number == n and t.state in ("starting", "running")
+                               for t in store.tries_for(ti.id))
 
     @staticmethod
     def verdict(store, ti) -> tuple[bool, str | None]:
@@ -325,7 +325,7 @@ class PreviousTry:
 
     @staticmethod
     def reason(ti) -> str:
-        return f"try {ti['try_number']} has not been recorded as ended yet; the next try waits for it"
+        return f"try {ti.try_number} has not been recorded as ended yet; the next try waits for it"
 
 
 class Slots:
@@ -390,4 +390,4 @@ def dispatch_key(candidate: tuple):
     """The order dispatch offers slots in: scheduled before backfill, task priority,
     backfill order, oldest logical date, then task instance id."""
     run, pipeline, ti = candidate
-    return (-run["priority"], -pipeline.tasks[ti["base"]].priority, run["seq"] or 0, run["logical_date"], ti["id"])
+    return (-run.priority, -pipeline.tasks[ti.base].priority, run.seq or 0, run.logical_date, ti.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, time as dtime, timedelta
 
 from pipectl.engine.context import UTC, StepContext, iso
+from pipectl.model import records
 from pipectl.model.pipeline import Pipeline
 from pipectl.model.states import PENDING, SKIPPED
 from pipectl.state.store import loads
@@ -50,12 +51,13 @@ def create_run(ctx: StepContext, pipeline: Pipeline, logical_date: datetime, *, 
 
 
 def template_values(run, ti, try_number: int) -> dict:
-    """What ``{{ ... }}`` and the PIPECTL_* variables of one try see."""
+    """What ``{{ ... }}`` and the PIPECTL_* variables of one try see (``ti`` None: a hook of the
+    run itself, an SLA miss of the run)."""
     return {
-        "ds": run["ds"], "ds_nodash": run["ds"].replace("-", ""), "logical_date": run["logical_date"],
-        "data_interval_start": run["data_interval_start"], "data_interval_end": run["data_interval_end"],
-        "run_id": run["run_id"], "pipeline": run["pipeline"], "task": ti["task"], "try_number": str(try_number),
-        "params": loads(run["params"]) or {}, "item": ti["item"] if ti["item"] is not None else "",
+        "ds": run.ds, "ds_nodash": run.ds.replace("-", ""), "logical_date": records.iso(run.logical_date),
+        "data_interval_start": records.iso(run.data_interval_start), "data_interval_end": records.iso(run.data_interval_end),
+        "run_id": run.run_id, "pipeline": run.pipeline, "task": ti.task if ti is not None else "", "try_number": str(try_number),
+        "params": loads(run.params) or {}, "item": ti.item if ti is not None and ti.item is not None else "",
     }
 
 
@@ -75,9 +77,9 @@ def covers_day(run, store=None) -> bool:
     """Whether ``run`` (a runs row) stands for the whole of its ds: its data interval reaches the
     next midnight in its pipeline's timezone. A daily run always does, a 5-minute pipeline's only
     for its last interval of the day; manual, asset and file runs have no interval and do."""
-    start, end = run["data_interval_start"], run["data_interval_end"]
+    start, end = run.data_interval_start, run.data_interval_end
     if not end or not start or end <= start:
         return True
-    spec = run["spec"] if "spec" in run.keys() else store.run_spec(run["id"])
+    spec = run.spec if run.spec is not None else store.run_spec(run.id)
     tz = (loads(spec) or {}).get("timezone") or "UTC"
-    return datetime.fromisoformat(end) >= _day_end(run["ds"], tz)
+    return end >= _day_end(run.ds, tz)

@@ -69,7 +69,7 @@ def _file_ready(path: str, min_size: int | None, is_glob: bool) -> bool:
 
 def poke(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti) -> bool:
     """One check: True when ready, False when not yet; SensorError when the sensor is broken."""
-    values = template_values(run, ti, ti["try_number"])
+    values = template_values(run, ti, ti.try_number)
     s = task.sensor
     root = os.path.join(ctx.config.root, task.cwd) if task.cwd else ctx.config.root
     if s.kind == "command":
@@ -113,8 +113,8 @@ def poke(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti) -> bool:
 def target_ds(run, pipeline: Pipeline, delta: float | None) -> str:
     from pipectl.timing.clock import ds_of
     if not delta:
-        return run["ds"]
-    return ds_of(datetime.fromisoformat(run["logical_date"]) - timedelta(seconds=delta), pipeline.timezone)
+        return run.ds
+    return ds_of(run.logical_date - timedelta(seconds=delta), pipeline.timezone)
 
 
 def task_ready(store, run, pipeline: Pipeline, target: str, delta: float | None) -> bool:
@@ -126,8 +126,8 @@ def task_ready(store, run, pipeline: Pipeline, target: str, delta: float | None)
     for r in reversed(store.runs_by_ds(other, ds)):
         if not covers_day(r, store):
             continue
-        tis = [t for t in store.task_instances(r["id"]) if t["base"] == name]
-        if tis and all(t["state"] == SUCCESS for t in tis):
+        tis = [t for t in store.task_instances(r.id) if t.base == name]
+        if tis and all(t.state == SUCCESS for t in tis):
             return True
     return False
 
@@ -143,14 +143,14 @@ def handle(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
     store = ctx.store
     now = ctx.clock.now()
     with store.tx():
-        claimed = store.claim_ti_check(ti["id"], now, now + POKE_TIMEOUT + 5)
+        claimed = store.claim_ti_check(ti.id, now, now + POKE_TIMEOUT + 5)
     if claimed is None:
         return False
-    started = claimed["sensor_started"] or now
+    started = claimed.sensor_started or now
     s = task.sensor
-    if claimed["sensor_started"] is None:
+    if claimed.sensor_started is None:
         with store.tx():
-            store.add_event("sensor_started", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.add_event("sensor_started", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message=f"waiting for {s.kind} {s.target}")
     error = None
     try:
@@ -163,33 +163,33 @@ def handle(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
         ready, error = False, f"cannot evaluate the sensor: {type(e).__name__}: {e}"
     now = ctx.clock.now()
     deadline = started + s.timeout if s.timeout else None
-    label = f"{run['pipeline']} {run['ds']} {ti['task']}"
+    label = f"{run.pipeline} {run.ds} {ti.task}"
     with store.tx():
-        cur = store.task_instance(ti["id"])
-        if cur is None or cur["state"] != "pending":
+        cur = store.task_instance(ti.id)
+        if cur is None or cur.state != "pending":
             return False
         if ready:
-            store.set_ti_state(ti["id"], SUCCESS, now=now, reason=None)
-            store.add_event("task_success", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.set_ti_state(ti.id, SUCCESS, now=now, reason=None)
+            store.add_event("task_success", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message="sensor ready")
             ctx.on_task_success(run, cur, task, now)
             ctx.log(f"sensor ready: {label}")
         elif error is not None:
-            store.set_ti_state(ti["id"], FAILED, now=now, reason="sensor_error")
-            store.add_event("task_failed", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.set_ti_state(ti.id, FAILED, now=now, reason="sensor_error")
+            store.add_event("task_failed", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message=error)
             ctx.log(f"sensor failed: {label}: {error}")
         elif deadline is not None and now >= deadline:
             state = SKIPPED if s.soft_fail else FAILED
-            store.set_ti_state(ti["id"], state, now=now, reason="sensor_timeout")
-            store.add_event(f"task_{state}", now=now, pipeline=run["pipeline"], run=run["id"], task=ti["task"],
+            store.set_ti_state(ti.id, state, now=now, reason="sensor_timeout")
+            store.add_event(f"task_{state}", now=now, pipeline=run.pipeline, run=run.id, task=ti.task,
                             message="sensor_timeout")
             ctx.log(f"sensor timed out: {label}")
         else:
             nxt = now + max(s.poke_interval, MIN_POKE_GAP)
             if deadline is not None:
                 nxt = min(nxt, deadline)
-            store.set_sensor_times(ti["id"], started, nxt)
+            store.set_sensor_times(ti.id, started, nxt)
             return False
     return True
 
@@ -223,8 +223,8 @@ def describe_wait(task: Task, ti, values: dict, now) -> str:
         from pipectl.timing.durations import format_duration
         shift = f" (ds shifted back by {format_duration(s.delta)})" if s.delta else ""
         what = f"task {target} to succeed for the same ds{shift}"
-    started = ti["sensor_started"] if ti is not None else None
-    nxt = ti["sensor_next"] if ti is not None else None
+    started = ti.sensor_started if ti is not None else None
+    nxt = ti.sensor_next if ti is not None else None
     parts = [f"sensor waits for {what}"]
     if started is None:
         parts.append("first check at the next step")

@@ -15,6 +15,7 @@ from pipectl.engine.context import StepContext
 from pipectl.engine.hooks import spawn, task_environment
 from pipectl.engine.runs import template_values
 from pipectl.exec import layout
+from pipectl.model import records
 from pipectl.model.pipeline import Pipeline
 from pipectl.model.states import TI_FINISHED
 from pipectl.state.store import loads
@@ -23,9 +24,9 @@ UTC = timezone.utc
 
 
 def anchor(run) -> float:
-    if run["run_type"] in ("scheduled", "backfill") and run["data_interval_end"]:
-        return datetime.fromisoformat(run["data_interval_end"]).timestamp()
-    return run["created"]
+    if run.run_type in ("scheduled", "backfill") and run.data_interval_end:
+        return run.data_interval_end.timestamp()
+    return run.created
 
 
 def check(ctx: StepContext, report=None) -> int:
@@ -38,9 +39,9 @@ def check(ctx: StepContext, report=None) -> int:
     for run in store.active_runs():
         if ctx.out_of_time():  # a tick's deadline: the next step looks again
             break
-        slas = cache.get(run["id"])
+        slas = cache.get(run.id)
         if slas is None:
-            slas = cache[run["id"]] = _slas(ctx, run)
+            slas = cache[run.id] = _slas(ctx, run)
         run_sla, task_slas = slas
         if not run_sla and not task_slas:
             continue
@@ -49,19 +50,19 @@ def check(ctx: StepContext, report=None) -> int:
         if run_sla and now > start + run_sla:
             due.append(("", start + run_sla, None))
         if task_slas:
-            for ti in store.task_instances(run["id"]):
-                sla = task_slas.get(ti["base"])
-                if sla and now > start + sla and ti["state"] not in TI_FINISHED:
-                    due.append((ti["task"], start + sla, ti))
+            for ti in store.task_instances(run.id):
+                sla = task_slas.get(ti.base)
+                if sla and now > start + sla and ti.state not in TI_FINISHED:
+                    due.append((ti.task, start + sla, ti))
         for task, deadline, ti in due:
             with store.tx():
-                if not store.add_sla_miss(run["pipeline"], run["id"], task, deadline, now):
+                if not store.add_sla_miss(run.pipeline, run.id, task, deadline, now):
                     continue
                 what = f"task {task}" if task else "run"
-                store.add_event("sla_miss", now=now, pipeline=run["pipeline"], run=run["id"], task=task or None,
+                store.add_event("sla_miss", now=now, pipeline=run.pipeline, run=run.id, task=task or None,
                                 message=f"{what} not finished by {datetime.fromtimestamp(deadline, UTC).isoformat()}")
             found += 1
-            ctx.log(f"SLA missed: {run['pipeline']} {run['ds']} {task or 'run'}")
+            ctx.log(f"SLA missed: {run.pipeline} {run.ds} {task or 'run'}")
             _hook(ctx, run, ctx.spec_of(run), ti, task)
     return found
 
@@ -73,7 +74,7 @@ def _slas(ctx: StepContext, run) -> tuple:
     p = ctx.cached_spec(run)
     if p is not None:
         return p.sla, {n: t.sla for n, t in p.tasks.items() if t.sla}
-    text = run["spec"] if "spec" in run.keys() else ctx.store.run_spec(run["id"])
+    text = run.spec if run.spec is not None else ctx.store.run_spec(run.id)
     if text is None:  # pruned since the list was read
         return None, {}
     by_text = ctx.memo("sla by snapshot")
@@ -86,12 +87,11 @@ def _slas(ctx: StepContext, run) -> tuple:
 
 def _hook(ctx: StepContext, run, pipeline, ti, task: str) -> None:
     from pipectl.spec.templates import runnable_command
-    t = pipeline.tasks.get(ti["base"]) if ti is not None else None
+    t = pipeline.tasks.get(ti.base) if ti is not None else None
     command = (t.on_sla_miss if t is not None else None) or pipeline.on_sla_miss
     if not command:
         return
-    fake = ti if ti is not None else {"task": "", "item": None, "try_number": 0}
-    values = template_values(run, fake, fake["try_number"])
+    values = template_values(run, ti, ti.try_number if ti is not None else 0)
     base = t or next(iter(pipeline.tasks.values()))
     env = task_environment(pipeline, base, values)
     env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task)
@@ -106,6 +106,6 @@ def misses_for(store, pipeline: str | None = None, run: int | None = None) -> li
     def iso(ts: float) -> str:
         return datetime.fromtimestamp(ts, UTC).isoformat()
 
-    return [{"pipeline": r["pipeline"], "run_id": r["run_id"], "ds": r["ds"], "logical_date": r["logical_date"],
-             "task": r["task"] or None, "deadline": iso(r["deadline"]), "recorded": iso(r["ts"])}
+    return [{"pipeline": r.pipeline, "run_id": r.run_id, "ds": r.ds, "logical_date": records.iso(r.logical_date),
+             "task": r.task or None, "deadline": iso(r.deadline), "recorded": iso(r.ts)}
             for r in store.sla_misses(pipeline, run)]

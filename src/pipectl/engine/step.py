@@ -241,7 +241,7 @@ def _done(ctx: StepContext, run_pks: set[int] | None) -> bool:
     store = ctx.store
     if ctx.stop_launching:
         # interrupted: finished once nothing we watch is still in flight
-        return not any(run_pks is None or t["run"] in run_pks for t in store.active_tries())
+        return not any(run_pks is None or t.run in run_pks for t in store.active_tries())
     if run_pks is None:
         return not store.active_runs()
     states = store.run_states(list(run_pks))  # one query: a backfill watches hundreds of runs

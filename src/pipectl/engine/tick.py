@@ -49,10 +49,10 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     fp = spec_fingerprint(config)
     rows = store.pipeline_rows()
     if store.get_meta("spec_fingerprint") == fp:
-        pipelines = {n: Pipeline.from_dict(loads(r["spec"])) for n, r in rows.items() if r["valid"] and r["spec"]}
+        pipelines = {n: Pipeline.from_dict(loads(r.spec)) for n, r in rows.items() if r.valid and r.spec}
         # ${VAR} values come from this tick's environment: those specs are re-read every time
         if not any(p.secret_env for p in pipelines.values()):
-            invalid = {n: (r["error"] or "").split("\n") for n, r in rows.items() if not r["valid"]}
+            invalid = {n: (r.error or "").split("\n") for n, r in rows.items() if not r.valid}
             return pipelines, invalid
     from pipectl.spec.loader import load_pipelines
     result = load_pipelines(config)
@@ -70,7 +70,7 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
                 invalid[name] = [f"{p.path}: cannot snapshot the spec: {e}"]
                 continue
             old = rows.get(name)
-            if old is None or old["spec"] != store.pipeline_row(name)["spec"]:
+            if old is None or old.spec != store.pipeline_row(name).spec:
                 store.set_next_due(name, now)  # a changed schedule is re-evaluated on this tick
         for name, errs in invalid.items():
             if name in rows or not name.endswith((".yaml", ".yml")):
@@ -87,8 +87,8 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
     from pipectl.timing.timetable import due_intervals, timetable
     start = instant(pipeline.start_date, pipeline.timezone)
     end = instant(pipeline.end_date, pipeline.timezone, end_of_day=True)
-    cursor = datetime.fromisoformat(row["cursor"]) if row["cursor"] else None
-    anchor = start or datetime.fromisoformat(row["anchor"])
+    cursor = row.cursor
+    anchor = start or row.anchor
     created: list[int] = []
     new_cursor = cursor
     next_due: float | None = None
@@ -177,7 +177,7 @@ def tick(config: ProjectConfig, clock: Clock, *, wait: bool = False, log=None) -
                 # retries, sensor pokes and what the budget left undone are due before cron's next tick
                 hand_off(engine, step_began, step_now=engine.truncated)
             if wait:
-                active = {r["id"] for r in store.active_runs()}
+                active = {r.id for r in store.active_runs()}
                 engine.drive(active | touched, result.report)
             return result
         finally:
@@ -192,14 +192,14 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
     store, now, now_dt = engine.store, engine.clock.now(), engine.clock.dt()
     touched: set[int] = set()
     # the longest-waiting first, so that pipelines a short tick did not reach go first next time
-    for name in sorted(pipelines, key=lambda n: (rows[n]["next_due"] or 0, n)):
+    for name in sorted(pipelines, key=lambda n: (rows[n].next_due or 0, n)):
         if engine.out_of_time():
             break
         p = pipelines[name]
         row = rows[name]
         if Paused.holds(row) or not is_time_scheduled(p):
             continue
-        if row["next_due"] is not None and row["next_due"] > now:
+        if row.next_due is not None and row.next_due > now:
             continue
         try:
             created = schedule_pipeline(engine, p, row, now_dt)
@@ -210,7 +210,7 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
             continue
         for pk in created:
             touched.add(pk)
-            report.created.append(f"{name} {store.run(pk)['logical_date']}")
+            report.created.append(f"{name} {iso(store.run(pk).logical_date)}")
     for source in SOURCES:
         if engine.out_of_time():
             break
