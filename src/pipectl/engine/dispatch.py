@@ -17,7 +17,7 @@ from pipectl.engine.runs import template_values
 from pipectl.exec import executor, layout
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Pipeline, Task
-from pipectl.model.states import FAILED
+from pipectl.model.states import FAILED, TRY_LIVE
 from pipectl.state.files import private_open, write_private
 
 LAUNCH_CHUNK = 8  # a step with a deadline launches this many tries at a time, checking the clock between
@@ -105,7 +105,7 @@ def previous_try_gone(ctx: StepContext, ti) -> bool:
         return True
     prev = [t for t in ctx.store.tries_for(ti.id) if t.try_number == n]
     if prev:
-        if prev[-1].state in ("starting", "running"):
+        if prev[-1].state in TRY_LIVE:
             return False  # still to be recorded
         if not end_session(prev[-1]):
             ctx.log(f"{ti.task}: a process of try {n} would not die; its next try waits")

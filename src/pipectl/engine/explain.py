@@ -15,7 +15,7 @@ from pipectl.engine.advance import RunView, edges
 from pipectl.engine.rules import (READY, Launchable, MaxActiveRuns, Paused, PreviousTry, RetryTime, Slots,
                                   TriggerRule, at_words, dispatch_key, outcome_words, trigger_outcome)
 from pipectl.model.pipeline import Pipeline, ProjectConfig
-from pipectl.model.states import PENDING, RUNNING, SKIPPED, TI_FINISHED, UP_FOR_RETRY, UPSTREAM_FAILED
+from pipectl.model.states import PENDING, QUEUED, RUNNING, SKIPPED, TI_FINISHED, UPSTREAM_FAILED, UP_FOR_RETRY
 
 
 @dataclass
@@ -206,7 +206,7 @@ def explain_ti(run, pipeline: Pipeline, ti, tis: dict, sim: dict, *, claimed: bo
         return v(False, "done", why or f"{state} by its trigger rule ({task.trigger_rule})")
     if state in TI_FINISHED:
         return v(False, "done", outcome_words(ti))
-    if run_state == "queued":
+    if run_state == QUEUED:
         return v(False, MaxActiveRuns.name, run_note or "run queued")
     if run_state not in (RUNNING, "finished"):  # finished: the step settles what is left, see below
         return v(False, "run", f"its run is {run_state}: nothing more starts in it")
@@ -232,7 +232,7 @@ def explain_run(store, config: ProjectConfig, run, pipeline: Pipeline, now: floa
     """Every task instance of ``run``, in DAG order, with the rule that holds it back."""
     from pipectl.model.dag import topo_order
     tis = store.task_instances(run.id)
-    if run.state in (RUNNING, "queued"):
+    if run.state in (RUNNING, QUEUED):
         step = step or plan(store, config, now)
         verdicts = {ti.id: step.verdicts[ti.id] for ti in tis if ti.id in step.verdicts}
     else:

@@ -17,7 +17,7 @@ from pipectl.engine.context import StepContext
 from pipectl.engine.hooks import task_environment
 from pipectl.engine.runs import template_values
 from pipectl.model.pipeline import ForeachCommand, Pipeline, Task
-from pipectl.model.states import FAILED, SKIPPED
+from pipectl.model.states import FAILED, PENDING, SKIPPED
 
 FOREACH_TIMEOUT = 60.0  # seconds the item-listing command may take
 
@@ -58,7 +58,7 @@ def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
     now = ctx.clock.now()
     with store.tx():
         cur = store.task_instance(ti.id)
-        if cur is None or cur.state != "pending":
+        if cur is None or cur.state != PENDING:
             return False
         if error is not None:
             store.set_ti_state(ti.id, FAILED, now=now, reason="foreach_failed")

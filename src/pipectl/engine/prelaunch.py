@@ -8,6 +8,7 @@ import time
 from pipectl.engine.advance import advance
 from pipectl.engine.context import StepContext, StepReport
 from pipectl.engine.rules import Launchable
+from pipectl.model.states import PENDING
 
 SLOW_HANDLING = 10.0  # seconds a slow handler (a command or http sensor, a foreach command) may take
 
@@ -32,7 +33,7 @@ def prelaunch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
             keep.append((run, pipeline, ti))
             continue
         handler = handlers.get(kind)
-        if handler is not None and ti.state == "pending" and handler.handle(ctx, run, pipeline, task, ti, report):
+        if handler is not None and ti.state == PENDING and handler.handle(ctx, run, pipeline, task, ti, report):
             changed.add(run.id)  # its downstream may be decided now, or mapped instances start
     if changed:
         # new mapped instances, or the downstream of a finished sensor, can start in this very step

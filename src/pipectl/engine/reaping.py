@@ -15,7 +15,7 @@ from pipectl.engine.hooks import run_try_hook
 from pipectl.exec import executor
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Task
-from pipectl.model.states import FAILED, RUNNING, SUCCESS, UP_FOR_RETRY
+from pipectl.model.states import FAILED, LOST, RUNNING, STARTING, SUCCESS, UP_FOR_RETRY
 
 
 def reap(ctx: StepContext, report: StepReport) -> set[int]:
@@ -29,7 +29,7 @@ def reap(ctx: StepContext, report: StepReport) -> set[int]:
             _record(ctx, t, status, report)
             dirty.add(t.run)
             continue
-        if t.state == "starting":
+        if t.state == STARTING:
             if executor.is_alive(t.launcher_pid, t.launcher_start, t.boot_id):
                 continue
             t = _unrecorded(ctx, t)
@@ -149,9 +149,9 @@ def _lose(ctx: StepContext, t, report: StepReport) -> None:
     now = ctx.clock.now()
     with store.tx():
         ti = store.task_instance(t.ti)
-        if not store.finish_try(t.id, "lost", now=now, exit_code=None, reason="lost"):
+        if not store.finish_try(t.id, LOST, now=now, exit_code=None, reason="lost"):
             return
-        if t.state == "starting":
+        if t.state == STARTING:
             # its launcher was killed between claiming it and starting it: nothing ran,
             # so it costs no retry (kill -9 at any instant must not fail a task)
             store.requeue_unstarted(ti.id, t.try_number)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from pipectl.model.pipeline import ForeachCommand, Pipeline, ProjectConfig, Task
-from pipectl.model.states import FAILED, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, UPSTREAM_FAILED
+from pipectl.model.states import FAILED, QUEUED, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, TRY_LIVE, UPSTREAM_FAILED
 
 UTC = timezone.utc
 READY = "ready"
@@ -98,7 +98,7 @@ class MaxActiveRuns:
         full: dict[tuple, Pipeline] = {}
         place: dict[tuple, int] = {}
         for r in active:
-            if state_of(r) != "queued":
+            if state_of(r) != QUEUED:
                 continue
             key = (r.pipeline, r.batch)
             p = full.get((key, r.max_active))
@@ -316,7 +316,7 @@ class PreviousTry:
     @staticmethod
     def live(store, ti) -> bool:
         n = ti.try_number
-        return bool(n) and any(t.try_number == n and t.state in ("starting", "running")
+        return bool(n) and any(t.try_number == n and t.state in TRY_LIVE
                                for t in store.tries_for(ti.id))
 
     @staticmethod

@@ -25,7 +25,7 @@ from pipectl.engine.hooks import task_environment
 from pipectl.engine.runs import template_values
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Pipeline, Task
-from pipectl.model.states import FAILED, SKIPPED, SUCCESS
+from pipectl.model.states import FAILED, PENDING, SKIPPED, SUCCESS
 
 UTC = timezone.utc
 POKE_TIMEOUT = 10.0  # seconds one command or http poke may take; a slow check counts as "not yet"
@@ -166,7 +166,7 @@ def handle(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
     label = f"{run.pipeline} {run.ds} {ti.task}"
     with store.tx():
         cur = store.task_instance(ti.id)
-        if cur is None or cur.state != "pending":
+        if cur is None or cur.state != PENDING:
             return False
         if ready:
             store.set_ti_state(ti.id, SUCCESS, now=now, reason=None)

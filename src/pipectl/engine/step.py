@@ -20,16 +20,15 @@ from typing import Callable
 
 from pipectl.engine import assets, fanout, sensors, sla
 from pipectl.engine.advance import advance as _advance
-from pipectl.engine.context import Clock, Extensions, PrelaunchHandler, StepContext, StepReport, iso  # noqa: F401
+from pipectl.engine.context import Clock, Extensions, PrelaunchHandler, StepContext, StepReport
 from pipectl.engine.dispatch import dispatch as _dispatch
-from pipectl.engine.hooks import task_environment
 from pipectl.engine.prelaunch import prelaunch as _prelaunch
 from pipectl.engine.promote import promote as _promote
 from pipectl.engine.reaping import reap as _reap
 from pipectl.engine.rules import trigger_outcome  # noqa: F401  (tests read it from here)
-from pipectl.engine.runs import create_run, template_values
+from pipectl.engine.runs import create_run
 from pipectl.exec.supervisors import register_supervisor, unregister_supervisor
-from pipectl.model.pipeline import Pipeline, ProjectConfig, Task
+from pipectl.model.pipeline import Pipeline, ProjectConfig
 from pipectl.model.states import FAILED, SUCCESS
 from pipectl.state.store import Store
 
@@ -148,24 +147,8 @@ class Engine(StepContext):
     def promote(self) -> None:
         _promote(self)
 
-    def advance(self, run_pks: set[int] | None, report: StepReport) -> list[tuple]:
-        return _advance(self, run_pks, report)
-
-    def dispatch(self, candidates: list[tuple], report: StepReport) -> None:
-        _dispatch(self, candidates, report)
-
-    def template_values(self, run, pipeline: Pipeline, ti, try_number: int) -> dict:
-        return template_values(run, ti, try_number)
-
-    def task_environment(self, pipeline: Pipeline, task: Task, values: dict) -> dict[str, str]:
-        return task_environment(pipeline, task, values)
-
     def collect_children(self) -> int:
         return collect_children(self)
-
-    def next_wakeup(self) -> float | None:
-        """Epoch of the earliest retry (or sensor poke) that is waiting on time."""
-        return self.store.earliest_wakeup()
 
     def drive(self, run_pks: set[int] | None, report: StepReport, poll: float = 0.2,
               on_progress: Callable[[], None] | None = None) -> StepReport:

@@ -20,7 +20,8 @@ from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, F
 from pipectl.engine import assets, filetrigger
 from pipectl.engine.dates import instant  # noqa: F401  (read from here by ops and views)
 from pipectl.engine.rules import Paused
-from pipectl.engine.step import Clock, Engine, StepReport, iso
+from pipectl.engine.context import iso
+from pipectl.engine.step import Clock, Engine, StepReport
 from pipectl.exec.handoff import hand_off
 from pipectl.exec.supervisors import forget_dead_supervisors
 from pipectl.state.store import Store, loads, open_store
