@@ -24,6 +24,7 @@ class TaskGraph:
         self.tasks = tasks  # in file order
         self.needs: dict[str, list[str]] = {name: [] for name in tasks}
         self.edge_pos: dict[tuple[str, str], Pos] = {}
+        self._order = {name: i for i, name in enumerate(tasks)}
 
     def need(self, up: str, down: str, pos: Pos, where: str) -> None:
         if up not in self.needs:
@@ -82,8 +83,7 @@ class TaskGraph:
 
     def upstream(self, task: str) -> tuple[str, ...]:
         """Every task ``task`` needs, once each, in file order."""
-        order = {name: i for i, name in enumerate(self.tasks)}
-        return tuple(sorted(set(self.needs[task]), key=order.__getitem__))
+        return tuple(sorted(set(self.needs[task]), key=self._order.__getitem__))
 
 
 def _step_names(part: str, offset: int) -> list[tuple[str, int]] | None:

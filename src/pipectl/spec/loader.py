@@ -163,7 +163,7 @@ def _read_rows(r: "_FileSpec", rows: K.Rows, pairs: dict[str, Pair], scope: Temp
     if rows.read_absent:
         present = [row for row in rows if row.name in pairs or row.read_absent]
     else:
-        present = [rows[i] for i in sorted(position[k] for k in pairs if k in position)]
+        present = [rows[i] for i in sorted([position[k] for k in pairs if k in position])]
     for row in present:
         pair = pairs.get(row.name)
         if pair is None:
