@@ -125,19 +125,13 @@ class RunView:
 
 
 def refresh_views(ctx: StepContext, runs) -> None:
-    """Bring ``ctx.views`` up to date with the state file before runs are advanced.
-
-    Two change detectors: this connection's own changes are logged by TEMP triggers
-    (store.track_ti_changes), and any commit by another process (a tick, a wrapper's
-    reaper, `retry`, `mark`) moves ``data_version``, which drops every view for a full
-    re-read."""
+    """Bring ``ctx.views`` up to date with the state file before runs are advanced: the store's
+    change detection (Store.ti_changes) names the task instances changed since this context
+    last asked, or says that anything may have changed (another process committed: a tick, a
+    wrapper's reaper, `retry`, `mark`), which drops every view for a full re-read."""
     store = ctx.store
-    if ctx.data_version is None:
-        store.track_ti_changes(ctx)
-    dv = store.data_version()  # before reading anything: a later commit is seen next time
-    changes = store.take_ti_changes(ctx)
-    if dv != ctx.data_version:
-        ctx.data_version = dv
+    changes = store.ti_changes(ctx)
+    if changes is None:
         ctx.views.clear()
         changes = []
     live = {r.id for r in runs}

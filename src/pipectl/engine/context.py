@@ -138,7 +138,6 @@ class StepContext:
         self.unevaluable: set[int] = set()  # runs whose snapshot could not be evaluated (one event each)
         self.views: dict[int, object] = {}  # running runs' task-instance views (advance.RunView)
         self.edges: dict[int, tuple[dict, dict]] = {}  # run id -> (needs, downstream) of its snapshot
-        self.data_version: int | None = None  # the state file's data_version when the views were last valid
 
     def out_of_time(self) -> bool:
         if self.deadline is not None and time.time() >= self.deadline:

@@ -53,9 +53,6 @@ class Pipeline(NamedTuple):
     spec: str | None  # last valid spec, JSON
     path: str | None
 
-    _ISO = frozenset({"cursor", "anchor"})
-    _BOOL = frozenset({"paused", "valid"})
-
 
 class Run(NamedTuple):
     id: int
@@ -76,9 +73,6 @@ class Run(NamedTuple):
     end: float | None
     seq: int | None
     spec: str | None = None  # the snapshot (JSON); None where the query leaves it out (it can be big)
-
-    _ISO = frozenset({"logical_date", "data_interval_start", "data_interval_end"})
-    _OPTIONAL = ("spec",)
 
 
 class TaskInstance(NamedTuple):
@@ -123,8 +117,6 @@ class Try(NamedTuple):
     task: str | None = None
     base: str | None = None
 
-    _OPTIONAL = ("run", "task", "base")
-
 
 class Event(NamedTuple):
     id: int
@@ -145,8 +137,6 @@ class AssetEvent(NamedTuple):
     run: int | None
     complete: bool  # the producing run's interval reached the end of ds
     ts: float
-
-    _BOOL = frozenset({"complete"})
 
 
 class AssetLatest(NamedTuple):
@@ -181,8 +171,6 @@ class SlaMiss(NamedTuple):
     ds: str
     logical_date: datetime
 
-    _ISO = frozenset({"logical_date"})
-
 
 class Failure(NamedTuple):
     """A failed task instance with its run and the log of its last try."""
@@ -198,8 +186,6 @@ class Failure(NamedTuple):
     logical_date: datetime
     log_path: str | None
 
-    _ISO = frozenset({"logical_date"})
-
 
 class StateCount(NamedTuple):
     pipeline: str
@@ -214,32 +200,3 @@ class FinishedRun(NamedTuple):
     state: State
     start: float | None
     end: float | None
-
-
-# -- TEMPORARY: mapping-style access for code not yet moved to attributes. To be deleted. --
-# ``rec["col"]``, ``keys()`` and ``dict(rec)`` give the value as the SQLite column held it
-# (ISO text for a logical date, 0/1 for a flag); ``rec[0]`` stays tuple indexing.
-
-def _legacy_getitem(self, key):
-    if type(key) is not str:
-        return tuple.__getitem__(self, key)
-    v = getattr(self, key)
-    if key in self._ISO:
-        return iso(v)
-    if key in self._BOOL:
-        return int(v)
-    return v
-
-
-def _legacy_keys(self) -> list[str]:
-    # trailing fields a query left out (None) are not among the keys, as they were not among a row's
-    return [f for f in self._fields if f not in self._OPTIONAL or getattr(self, f) is not None]
-
-
-for _cls in (Pipeline, Run, TaskInstance, Try, Event, AssetEvent, AssetLatest, FileTrigger, SlaMiss, Failure,
-             StateCount, FinishedRun):
-    for _name, _default in (("_ISO", frozenset()), ("_BOOL", frozenset()), ("_OPTIONAL", ())):
-        if not hasattr(_cls, _name):
-            setattr(_cls, _name, _default)
-    _cls.__getitem__ = _legacy_getitem
-    _cls.keys = _legacy_keys

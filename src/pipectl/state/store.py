@@ -273,7 +273,7 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise StateError(f"{path} is not a usable pipectl state file ({e}); it was left untouched") from None
         self._depth = 0
-        self._ti_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see track_ti_changes
+        self._ti_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see ti_changes
         self._ti_versions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # see ti_changes
         self._key = None if memory else os.path.realpath(path)
         if self._key is not None:
@@ -611,19 +611,19 @@ class Store:
         re-read everything (its first call, or another connection committed in between).
 
         Two detectors: this connection's own changes are logged by TEMP triggers
-        (track_ti_changes), and a commit by any other process (a tick, a reaper, `retry`, `mark`)
+        (_track_ti_changes), and a commit by any other process (a tick, a reaper, `retry`, `mark`)
         moves ``PRAGMA data_version``, read before anything else so a later commit is seen next time."""
         first = reader not in self._ti_readers
         if first:
-            self.track_ti_changes(reader)
+            self._track_ti_changes(reader)
         dv = self.data_version()
-        changes = self.take_ti_changes(reader)
+        changes = self._take_ti_changes(reader)
         seen, self._ti_versions[reader] = self._ti_versions.get(reader), dv
         return None if first or dv != seen else changes
 
-    def track_ti_changes(self, reader: object) -> None:
+    def _track_ti_changes(self, reader: object) -> None:
         """Log this connection's own task-instance inserts, updates and deletes for ``reader``
-        (see take_ti_changes). TEMP triggers and table: private to this connection, nothing is
+        (see ti_changes). TEMP triggers and table: private to this connection, nothing is
         written to the state file, and a rolled-back change rolls its log entry back with it.
         Changes committed by other connections are seen through ``data_version`` instead."""
         if reader in self._ti_readers:
@@ -640,7 +640,7 @@ class Store:
         never for this connection's own commits."""
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
-    def take_ti_changes(self, reader: object) -> list[tuple[int, int]]:
+    def _take_ti_changes(self, reader: object) -> list[tuple[int, int]]:
         """(ti id, run) of this connection's task-instance changes since ``reader`` last asked
         (each reader, e.g. two engines on one store, gets every change once)."""
         cur = self.conn.cursor()
