@@ -583,7 +583,7 @@ def _sla_words(m, tz: str, now) -> str:
 
 def _sla_misses(store, run) -> list:
     from pipectl.engine.sla import misses_for
-    return [dict(m) if not isinstance(m, (str, dict)) else m for m in misses_for(store, run=run.id)]
+    return misses_for(store, run=run.id)
 
 
 def _snapshot(run) -> dict:
