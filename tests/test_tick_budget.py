@@ -119,7 +119,7 @@ def test_a_tick_stops_creating_runs_at_its_budget_and_the_next_ones_finish_the_c
         made = {p: n - seen.get(p, 0) for p, n in per.items()}
         # (a tick whose start-up alone ate its budget on a loaded machine creates nothing)
         assert sum(made.values()) == r.stdout.count("created: "), (k, made)
-        assert max(made.values()) <= CATCHUP_BATCH
+        assert max(made.values(), default=0) <= CATCHUP_BATCH
         seen = per
         due = int((now.replace(second=0) - datetime.fromisoformat(start)).total_seconds() // 60)
         if len(per) == 10 and set(per.values()) == {due}:
