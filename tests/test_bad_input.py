@@ -388,6 +388,37 @@ def test_fuzzed_command_lines_get_one_clear_line():
     assert line.startswith("fuzz_cli: OK: 60 invocations")
 
 
+def test_a_reaper_that_cannot_evaluate_a_runs_snapshot_fails_that_try_with_reason_error(tmp_path):
+    """The reaper's own branch for a snapshot that breaks while a try is recorded, in one process:
+    this test holds a supervisor pid file, so the wrapper leaves the try to this step (no race
+    with a reaper or timer of its own)."""
+    from harness import Project, wait_for
+    from pipectl.exec.supervisors import register_supervisor, unregister_supervisor
+
+    p = Project(tmp_path / "proj", {"p": "tasks:\n  a:\n    run: 'false'\n    retries: 2\n    retry_delay: 1m\n"})
+    sup = register_supervisor(p.config)
+    try:
+        p.ok("trigger", "p", "--date", "2026-04-01")
+        conn = _state(p.root)
+        try:
+            with conn:
+                (spec,) = conn.execute("SELECT spec FROM runs WHERE pipeline = 'p'").fetchone()
+                assert '"retry_delay":60.0' in spec
+                conn.execute("UPDATE runs SET spec = ?", (spec.replace('"retry_delay":60.0', '"retry_delay":"100000000d"'),))
+        finally:
+            conn.close()
+        (t,) = p.tries("p")
+        assert wait_for(lambda: Path(t.status_path).exists() and Path(t.status_path).read_text().endswith("\n"))
+        report = p.step()
+    finally:
+        unregister_supervisor(sup)
+    assert report.reaped == ["p a try 1 cannot evaluate: TypeError: '<' not supported between instances of 'int' and 'str'"]
+    (ti,) = p.tis("p", ds="2026-04-01").values()
+    assert (ti.task, ti.state, ti.reason, ti.try_number) == ("a", "failed", "error", 1)
+    assert [e["kind"] for e in p.q("SELECT kind FROM events WHERE task = 'a' AND message LIKE 'cannot evaluate%'")] == [
+        "task_failed"]
+
+
 def test_tick_wait_whose_run_failed_says_so_in_one_line(tmp_path):
     root = make_project(tmp_path, {"p": "schedule: '@daily'\ntasks:\n  a:\n    run: 'false'\n"})
     p = cli(root, "tick", "--wait", now="2026-04-02T00:00:30")
