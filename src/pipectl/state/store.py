@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,
                                        Run, SlaMiss, StateCount, TaskInstance, Try)
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
-ACTIVE_TI = ("pending", "running", "up_for_retry")
 
 # Each entry migrates from user_version i to i+1. Never edit a shipped entry; append.
 MIGRATIONS: list[str] = [
@@ -118,11 +117,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX events_by_run ON events(run);
     CREATE INDEX events_by_pipeline ON events(pipeline, ts);
     """,
-    # -- issue 4: order of promotion within a priority; a --backwards backfill numbers its runs newest first
+    # -- order of promotion within a priority; a backfill run backwards numbers its runs newest first
     """
     ALTER TABLE runs ADD COLUMN seq INTEGER;
     """,
-    # -- issue 5: assets, file triggers, SLA misses
+    # -- assets, file triggers, SLA misses
     """
     CREATE TABLE asset_events(
         id INTEGER PRIMARY KEY,
@@ -201,9 +200,9 @@ def _load_records() -> None:
     not with this module: the no-op tick, which opens the store on every cron minute, never builds
     one (see schedule_rows), and defining them costs a few ms of its budget."""
     global AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run, SlaMiss, StateCount
-    global TaskInstance, Try, iso, _state
+    global TaskInstance, Try, _state
     from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,  # noqa: F811
-                                       Run, SlaMiss, StateCount, TaskInstance, Try, iso)
+                                       Run, SlaMiss, StateCount, TaskInstance, Try)
     from pipectl.model.states import state as _state
 
 
@@ -595,7 +594,7 @@ class Store:
         rows = self._q("SELECT pool, count(*) FROM tries WHERE state IN ('starting', 'running') AND pool IS NOT NULL GROUP BY pool")
         return {r[0]: r[1] for r in rows}
 
-    # -- issue 3: the supervisor's hot path ------------------------------
+    # -- the supervisor's hot path ------------------------------------------
     def ti_states(self, run_pk: int) -> list[tuple]:
         """(id, task, base, state, next_try_at) of a run's task instances in id order, as plain
         tuples: what advancing a run reads every step, kept cheap for runs of 1000s of tasks."""
@@ -691,7 +690,7 @@ class Store:
         return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
                                            (pipeline, limit))]
 
-    # -- issue 4: backfill, retry -------------------------------------------
+    # -- backfill, retry ----------------------------------------------------
     def rebatch_run(self, run_pk: int, *, batch: str | None, max_active: int | None, priority: int | None = None,
                     seq: int | None = None, requeue: bool = False) -> None:
         """Put a run into a backfill batch (its own max_active); ``requeue`` re-opens a finished run."""
@@ -707,7 +706,7 @@ class Store:
         marks = ",".join("?" * len(run_pks))
         return {r[0]: r[1] for r in self._q(f"SELECT id, state FROM runs WHERE id IN ({marks})", run_pks)}
 
-    # -- issue 5: sensors, assets, file triggers, SLA misses ---------------
+    # -- sensors, assets, file triggers, SLA misses ------------------------
     def claim_ti_check(self, ti_pk: int, now: float, hold_until: float) -> TaskInstance | None:
         """Claim a pending task instance's sensor poke (or foreach evaluation): only one process
         checks it at a time, and not before its ``sensor_next``. Returns the row as it was, or None."""
@@ -789,7 +788,7 @@ class Store:
             args.append(run)
         return [SlaMiss(*r[:8], _fromiso(r[8])) for r in self._t(sql + " ORDER BY sla_misses.id", args)]
 
-    # -- issue 6: retention, metrics, doctor ---------------------------------
+    # -- retention, metrics, doctor -----------------------------------------
     def has_table(self, name: str) -> bool:
         return self._one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
