@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-from pipectl.timing.durations import MAX_COUNT, date_bounds_problem
 from pipectl.model.errors import ConfigError, PipectlError, StateError, UsageError
+from pipectl.timing.clock import UTC
+from pipectl.timing.durations import MAX_COUNT, date_bounds_problem
 if TYPE_CHECKING:  # names for annotations only; never imported at run time from here
     from pipectl.model.pipeline import Pipeline, ProjectConfig
 PROG = "pipectl"
@@ -119,7 +120,7 @@ class Ctx:
     # -- time ------------------------------------------------------------------
     def now(self) -> datetime:
         """The scheduler's "now": ``--now`` / ``PIPECTL_NOW`` if given, else the clock; aware UTC."""
-        return self._now if self._now is not None else datetime.now(timezone.utc)
+        return self._now if self._now is not None else datetime.now(UTC)
 
     @property
     def fake_now(self) -> bool:
@@ -166,8 +167,8 @@ def parse_now(value: str, option: str = "--now") -> datetime:
         raise UsageError(f"bad {option} value {value!r}: expected ISO 8601, e.g. 2026-04-05T03:00:00Z") from None
     _check_bounds(dt, option, value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def parse_date_arg(value: str, option: str = "--date", tz: str = "UTC") -> date | datetime:
@@ -194,7 +195,7 @@ def parse_date_arg(value: str, option: str = "--date", tz: str = "UTC") -> date 
     _check_bounds(dt, option, value)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone(tz))
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 def _check_bounds(d: date, option: str, value: str) -> None:
@@ -216,7 +217,7 @@ def parse_date_range(start: str, end: str, tz: str = "UTC") -> tuple[date | date
 def _sort_key(d: date | datetime, tz: str) -> datetime:
     if isinstance(d, datetime):
         return d
-    return datetime(d.year, d.month, d.day, tzinfo=zone(tz)).astimezone(timezone.utc)
+    return datetime(d.year, d.month, d.day, tzinfo=zone(tz)).astimezone(UTC)
 
 
 def zone(name: str):
@@ -518,12 +519,12 @@ def cron(
 
 
 # Command modules register themselves on `app`; one line each, keep them import-light.
-from pipectl.cli.commands import core as _core  # noqa: E402,F401
 from pipectl.cli.commands import admin as _admin  # noqa: E402,F401
-from pipectl.cli.commands import ops as _ops  # noqa: E402,F401
+from pipectl.cli.commands import core as _core  # noqa: E402,F401
 from pipectl.cli.commands import events as _events  # noqa: E402,F401
 from pipectl.cli.commands import export as _export  # noqa: E402,F401
 from pipectl.cli.commands import imports as _imports  # noqa: E402,F401
+from pipectl.cli.commands import ops as _ops  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- entry point
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
-from pipectl.model.states import PENDING, QUEUED, RUNNING, TI_ACTIVE, UP_FOR_RETRY
+from pipectl.model.states import FAILED, PENDING, QUEUED, RUNNING, TI_ACTIVE, UP_FOR_RETRY
 from pipectl.state.store import Store, existing_store, loads
-UTC = timezone.utc
+from pipectl.timing.clock import UTC
 # Below this many columns each item is drawn as lines instead of a table row, so
 # nothing crucial (elapsed time, the reason, a log path) is squeezed out.
 NARROW = 80
@@ -98,7 +98,7 @@ def build(store: Store | None, config: ProjectConfig, now: float, pipeline: str 
             if len(out["waiting"]) < limit:
                 reasons = why_of(run, p)
                 why = reasons[0]["why"] if reasons else "run is queued"
-                out["waiting"].append({**_run_keys(run, p), "task": None, "state": "queued", "why": why, "due": None})
+                out["waiting"].append({**_run_keys(run, p), "task": None, "state": QUEUED, "why": why, "due": None})
             continue
         tis = [ti for ti in store.task_instances(run.id) if ti.state in WAITING_STATES]
         counts["waiting"] += len(tis)
@@ -329,9 +329,9 @@ def frame(model: dict, width: int, caps: dict | None = None, live: bool = True, 
             out.append(_indent(line, 2))
         return out
 
-    glyph = {k: render.state_glyph(k, console) for k in ("running", "pending", "up_for_retry", "queued", "failed")}
+    glyph = {k: render.state_glyph(k, console) for k in (RUNNING, PENDING, UP_FOR_RETRY, QUEUED, FAILED)}
     parts.append(heading("Running", "running"))
-    parts += columns([[(glyph["running"], "bold cyan"), (r["pipeline"], ""), (r["label"], ""), (r["task"], "bold"),
+    parts += columns([[(glyph[RUNNING], "bold cyan"), (r["pipeline"], ""), (r["label"], ""), (r["task"], "bold"),
                        (f"try {r['try']}", ""), (span(r["elapsed"]), "bold cyan"),
                        (f"timeout in {span(r['timeout_in'])}" if r["timeout_in"] is not None else "", "dim")]
                       for r in shown["running"]])
@@ -350,7 +350,7 @@ def frame(model: dict, width: int, caps: dict | None = None, live: bool = True, 
                        (_sla_words(s, now), "bold red" if s["left"] < 0 else "")] for s in shown["sla"]])
 
     parts.append(heading("Last failures", "failures"))
-    rows = [[(glyph["failed"], "bold red"), (f["pipeline"], ""), (f["label"], ""), (f["task"], "bold red"),
+    rows = [[(glyph[FAILED], "bold red"), (f["pipeline"], ""), (f["label"], ""), (f["task"], "bold red"),
              (_fail_words(f), "")] for f in shown["failures"]]
     for f, line in zip(shown["failures"], columns(rows)):
         parts.append(line)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from pipectl.model.states import FAILED, PENDING, QUEUED, RUNNING, SKIPPED, SUCCESS, UPSTREAM_FAILED, UP_FOR_RETRY
+from pipectl.timing.clock import UTC
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,15 +26,15 @@ if TYPE_CHECKING:
 # thing in `status`, `grid`, `graph` and `show`.
 STATE_STYLES: dict[str, str] = {
     # task instances
-    "pending": "grey62",
-    "running": "bold cyan",
-    "up_for_retry": "yellow",
-    "success": "green",
-    "failed": "bold red",
-    "upstream_failed": "dark_orange",
-    "skipped": "magenta",
+    PENDING: "grey62",
+    RUNNING: "bold cyan",
+    UP_FOR_RETRY: "yellow",
+    SUCCESS: "green",
+    FAILED: "bold red",
+    UPSTREAM_FAILED: "dark_orange",
+    SKIPPED: "magenta",
     # runs
-    "queued": "grey62",
+    QUEUED: "grey62",
     # pipelines
     "paused": "yellow",
     "invalid": "bold red",
@@ -41,14 +44,14 @@ STATE_STYLES: dict[str, str] = {
 # One glyph per state so a cell still says its state with colour off (NO_COLOR,
 # pipes, colour-blind readers); ASCII twins for terminals that cannot show Unicode.
 STATE_GLYPHS: dict[str, tuple[str, str]] = {
-    "pending": ("·", "."),
-    "queued": ("○", "o"),
-    "running": ("▶", ">"),
-    "up_for_retry": ("↻", "r"),
-    "success": ("✔", "+"),
-    "failed": ("✘", "X"),
-    "upstream_failed": ("⊘", "^"),
-    "skipped": ("»", "s"),
+    PENDING: ("·", "."),
+    QUEUED: ("○", "o"),
+    RUNNING: ("▶", ">"),
+    UP_FOR_RETRY: ("↻", "r"),
+    SUCCESS: ("✔", "+"),
+    FAILED: ("✘", "X"),
+    UPSTREAM_FAILED: ("⊘", "^"),
+    SKIPPED: ("»", "s"),
 }
 NO_STATE = ("-", "-")
 
@@ -187,11 +190,11 @@ def _aware(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, timezone.utc)
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value
 
 
@@ -211,11 +214,11 @@ def local_time(value: Any, tz: str | None = None, now: datetime | None = None, s
         try:
             dt = dt.astimezone(ZoneInfo(tz))
         except Exception:  # an unknown zone in an old snapshot: UTC is still the truth
-            dt = dt.astimezone(timezone.utc)
+            dt = dt.astimezone(UTC)
     clock = dt.strftime("%H:%M:%S" if seconds else "%H:%M")
     if not date:
         return clock
-    ref = _aware(now) or datetime.now(timezone.utc)
+    ref = _aware(now) or datetime.now(UTC)
     day = dt.strftime("%m-%d") if not year and dt.year == ref.astimezone(dt.tzinfo).year else dt.strftime("%Y-%m-%d")
     return f"{day} {clock}"
 
@@ -319,7 +322,7 @@ def _state_of(name: str, states: Mapping[str, str] | None) -> str | None:
     if name in states:
         return states[name]
     mapped = [s for k, s in states.items() if k.startswith(name + "[")]
-    for s in ("failed", "upstream_failed", "running", "up_for_retry", "pending", "queued", "skipped", "success"):
+    for s in (FAILED, UPSTREAM_FAILED, RUNNING, UP_FOR_RETRY, PENDING, QUEUED, SKIPPED, SUCCESS):
         if s in mapped:
             return s
     return None

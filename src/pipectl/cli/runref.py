@@ -11,11 +11,11 @@ needs that snapshot, not a valid file; only creating new runs does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time
 from typing import Any
 
 from pipectl.model.errors import Param, UsageError
-UTC = timezone.utc
+from pipectl.timing.clock import UTC
 
 
 class NoRuns(UsageError):

@@ -19,7 +19,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import date, datetime, time as dtime, timedelta
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 from pipectl.model.pipeline import (AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand,
                                     Pipeline, ProjectConfig, Task)
 from pipectl.spec.templates import ShellTemplateError, TemplateError, env_name, find_variables, shell_command
+from pipectl.timing.clock import UTC
 
-UTC = timezone.utc
 SUPPORT_MODULE = "pipectl_airflow"
 POOLS_FILE = "pipectl_pools.json"
 AIRFLOW_VERSIONS = ("3",)

@@ -12,7 +12,7 @@ other layer knows a column name or a column's storage format:
   stay epoch floats: the engine compares them with the clock's float ``now`` on every step,
   adds timeouts and retry delays to them and takes differences for durations; a datetime
   would be converted back for each of those. Views turn them into ISO text in one place
-  (``views.reading.ts``).
+  (``timing.clock.epoch_iso``).
 - States are ``model.states.State`` members (a StrEnum: equal to, and serialized as, the name).
 - JSON columns (``params``, ``spec``) stay text: most readers never decode them, and a
   pipeline's spec snapshot can be hundreds of KB.
@@ -23,21 +23,10 @@ dataclass takes about 7 us). They are immutable, and ``_replace`` gives a change
 """
 # No ``from __future__ import annotations`` here: NamedTuple would compile every string annotation
 # into a ForwardRef, which makes importing this module take ~1.5 ms more (3.5 ms instead of 2).
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from pipectl.model.states import State
-
-UTC = timezone.utc
-
-
-def iso(dt: datetime | None) -> str | None:
-    """A logical date as the store writes it and JSON output shows it: ISO 8601 in UTC."""
-    return None if dt is None else dt.astimezone(UTC).isoformat()
-
-
-def parse_iso(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 class Pipeline(NamedTuple):

@@ -15,11 +15,11 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
-from pipectl.model.records import Run, TaskInstance, iso
-UTC = timezone.utc
+from pipectl.model.records import Run, TaskInstance
+from pipectl.timing.clock import iso
 
 
 @dataclass

@@ -17,9 +17,10 @@ writing into ``tick.log.1``; nothing is lost.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pipectl.state.files import private_open
+from pipectl.timing.clock import UTC
 MAX_BYTES = 1_000_000
 NAME = "tick.log"
 
@@ -30,9 +31,9 @@ def path(config) -> str:
 
 def _stamp(now) -> str:
     if isinstance(now, datetime):
-        dt = now.astimezone(timezone.utc)
+        dt = now.astimezone(UTC)
     else:
-        dt = datetime.fromtimestamp(float(now), timezone.utc)
+        dt = datetime.fromtimestamp(float(now), UTC)
     return dt.replace(microsecond=0).isoformat()
 
 

@@ -6,20 +6,20 @@ the no-op tick may import this.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time as dtime, timezone
+from datetime import date, datetime, time as dtime, timezone, tzinfo
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @lru_cache(maxsize=64)
-def zone(name: str | None) -> ZoneInfo | timezone:
+def zone(name: str | None) -> tzinfo:
     """The timezone a schedule or a pipeline names (None, "" and the UTC spellings are UTC);
     ValueError ``unknown timezone 'name'`` when there is none."""
     if name in (None, "", "UTC", "Etc/UTC", "Z"):
         return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: importing it costs more than all of this module
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -29,6 +29,7 @@ def zone(name: str | None) -> ZoneInfo | timezone:
 def timezone_error(name: object) -> str | None:
     """None when ``name`` is an IANA timezone name, else ``unknown timezone 'name'``: the one
     check of what a spec, pipectl.toml or a command line may name as a timezone."""
+    from zoneinfo import ZoneInfo
     try:
         ZoneInfo(name)
     except Exception:  # not found, not a key (ValueError), not a string (TypeError)
@@ -48,9 +49,10 @@ def from_epoch(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def iso(dt: datetime) -> str:
-    """An aware instant as ISO 8601 in UTC: the form logical dates take in the store."""
-    return dt.astimezone(UTC).isoformat()
+def iso(dt: datetime | None) -> str | None:
+    """An aware instant as ISO 8601 in UTC: how the store writes a logical date and JSON
+    output shows it. None stays None."""
+    return None if dt is None else dt.astimezone(UTC).isoformat()
 
 
 def epoch_iso(ts: float | None) -> str | None:

@@ -9,14 +9,16 @@ from datetime import datetime
 from statistics import median
 from typing import Any, Iterable, Mapping
 
-from pipectl.model.records import Run, TaskInstance, iso
+from pipectl.model.records import Run, TaskInstance
+from pipectl.model.states import FAILED, PENDING, QUEUED, RUNNING, SKIPPED, SUCCESS, UPSTREAM_FAILED, UP_FOR_RETRY
+from pipectl.timing.clock import iso
 
 CREEP_FACTOR = 2.0   # slower than this many times the recent median is flagged
 CREEP_WINDOW = 10    # recent successful runs the median is taken over
 CREEP_MIN_HISTORY = 3  # fewer runs than this say nothing about what is normal
 
 # worst first: one cell stands for all instances of a mapped task
-_SEVERITY = ("failed", "upstream_failed", "running", "up_for_retry", "pending", "queued", "skipped", "success")
+_SEVERITY = (FAILED, UPSTREAM_FAILED, RUNNING, UP_FOR_RETRY, PENDING, QUEUED, SKIPPED, SUCCESS)
 
 
 def _epoch(v: Any) -> float | None:
@@ -42,7 +44,7 @@ def duration(run: Any, now: float | None = None) -> float | None:
         return None
     end = _epoch(_get(run, "end"))
     if end is None:
-        if now is None or _get(run, "state") != "running":
+        if now is None or _get(run, "state") != RUNNING:
             return None
         end = now
     return max(0.0, end - start)
@@ -67,7 +69,7 @@ def flag_creep(runs: Iterable[Any], now: float | None = None, *, factor: float =
             base = median(history[-window:])
             if d > factor * base and d - base >= 1.0:  # sub-second jitter on tiny runs is not creep
                 flagged.add(_get(r, "run_id"))
-        if d is not None and _get(r, "state") == "success" and _get(r, "end") is not None:
+        if d is not None and _get(r, "state") == SUCCESS and _get(r, "end") is not None:
             history.append(d)
     return flagged
 

@@ -3,18 +3,13 @@ from the store: the JSON output is exactly these dicts, and the rich tables are
 drawn from them, so both always agree."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from pipectl.model.pipeline import Pipeline, ProjectConfig
-from pipectl.model.records import Run, iso
+from pipectl.model.records import Run
 from pipectl.model.states import QUEUED, RUNNING
 from pipectl.state.store import Store, loads
-UTC = timezone.utc
-
-
-def ts(epoch: float | None) -> str | None:
-    """A runtime instant (epoch seconds, as records carry them) as the JSON output shows it."""
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+from pipectl.timing.clock import epoch_iso, iso
 
 
 def run_object(store: Store, run: Run, tis=None) -> dict:
@@ -30,8 +25,8 @@ def run_object(store: Store, run: Run, tis=None) -> dict:
         "run_type": run.run_type,
         "state": run.state,
         "params": loads(run.params) or {},
-        "start": ts(run.start),
-        "end": ts(run.end),
+        "start": epoch_iso(run.start),
+        "end": epoch_iso(run.end),
         "duration": (run.end - run.start) if run.end and run.start else None,
         "tasks": {ti.task: {"state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
                             "reason": ti.reason} for ti in tis},
@@ -81,17 +76,17 @@ def run_detail(store: Store, run: Run, pipeline: Pipeline | None = None) -> dict
     tries_by_ti: dict[int, list] = {}
     for t in store.tries_for_run(run.id):
         tries_by_ti.setdefault(t.ti, []).append({
-            "try": t.try_number, "state": t.state, "start": ts(t.start), "end": ts(t.end),
+            "try": t.try_number, "state": t.state, "start": epoch_iso(t.start), "end": epoch_iso(t.end),
             "duration": (t.end - t.start) if t.end and t.start else None,
             "exit_code": t.exit_code, "reason": t.reason, "log": t.log_path,
         })
     tis = {ti.task: ti for ti in store.task_instances(run.id)}
     obj["task_instances"] = [{
         "task": ti.task, "state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
-        "reason": ti.reason, "start": ts(ti.start), "end": ts(ti.end),
-        "next_try_at": ts(ti.next_try_at), "try_log": tries_by_ti.get(ti.id, []),
+        "reason": ti.reason, "start": epoch_iso(ti.start), "end": epoch_iso(ti.end),
+        "next_try_at": epoch_iso(ti.next_try_at), "try_log": tries_by_ti.get(ti.id, []),
     } for ti in (tis[name] for name in dag_order(pipeline, list(tis)))]
-    obj["events"] = [{"ts": ts(e.ts), "kind": e.kind, "task": e.task, "message": e.message}
+    obj["events"] = [{"ts": epoch_iso(e.ts), "kind": e.kind, "task": e.task, "message": e.message}
                      for e in store.events_for_run(run.id)]
     return obj
 

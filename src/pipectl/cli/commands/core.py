@@ -4,16 +4,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Annotated, Optional
 
 import typer
 
 from pipectl.cli.app import MAX_COUNT, AtOpt, CountOpt, DateOpt, LimitOpt, RunIdOpt, PipelineArg, StrictOpt, WaitOpt, app, dst_lint, exit_with, get_ctx, parse_date_arg, parse_params, schedule_words
 from pipectl.model.errors import PipectlError, UsageError
-from pipectl.model.states import FAILED, SUCCESS, TRY_LIVE
-
-UTC = timezone.utc
+from pipectl.model.states import FAILED, SUCCESS, TRY_LIVE, UP_FOR_RETRY
 
 
 def _clock(c):
@@ -108,9 +106,8 @@ def _logical_date(when: date | datetime | None, pipeline, now: datetime) -> date
         return now
     if isinstance(when, datetime):
         return when
-    from zoneinfo import ZoneInfo
-
-    return datetime(when.year, when.month, when.day, tzinfo=ZoneInfo(pipeline.timezone)).astimezone(UTC)
+    from pipectl.timing.clock import local_midnight
+    return local_midnight(when, pipeline.timezone)
 
 
 def _trigger(ctx, pipeline: str, date_: str | None, param: list[str] | None, wait: bool) -> None:
@@ -503,7 +500,7 @@ def _print_show(c, detail: dict, tz: str) -> None:
     rows: list[tuple[list, str | None]] = []  # (cells, log path under the row)
     for ti in detail["task_instances"]:
         why = ti["reason"] or ""
-        if ti["state"] == "up_for_retry" and ti["next_try_at"]:
+        if ti["state"] == UP_FOR_RETRY and ti["next_try_at"]:
             why = f"retry at {clock(ti['next_try_at'])}" + (f" after {ti['reason']}" if ti["reason"] else "")
         rows.append(([(ti["task"], "bold"), ti["state"], str(ti["tries"] or "-"), "", "", "" if ti["exit_code"] is None
                       else str(ti["exit_code"]), why], None))

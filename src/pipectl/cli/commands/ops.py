@@ -9,7 +9,7 @@ import typer
 
 from pipectl.cli.app import MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_date_range
 from pipectl.model.errors import UsageError
-from pipectl.model.states import SUCCESS
+from pipectl.model.states import FAILED, PENDING, QUEUED, RUNNING, SKIPPED, SUCCESS, UP_FOR_RETRY, UPSTREAM_FAILED
 StartOpt = Annotated[str, typer.Option("--start", metavar="D", show_default=False,
                                        help="First ds (YYYY-MM-DD) or logical date (ISO 8601), inclusive.")]
 EndOpt = Annotated[str, typer.Option("--end", metavar="D", show_default=False,
@@ -162,8 +162,8 @@ def _drive(c, engine, watch: list[int]) -> bool:
         last[0] = time.monotonic()
         states = list(store.run_states(watch).values())
         running = sum(1 for t in store.active_tries() if t.run in wanted)
-        progress.update(bar, completed=sum(s in ("success", "failed") for s in states), running=running,
-                        failed=states.count("failed"))
+        progress.update(bar, completed=sum(s in (SUCCESS, FAILED) for s in states), running=running,
+                        failed=states.count(FAILED))
 
     old = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -210,8 +210,8 @@ def _report(c, p, result: dict, interrupted: bool, resume: str) -> None:
         for run in result["failed"]:
             print(f"failed {run['ds']} ({run['logical_date']}):", file=err)
             for t in run["tasks"]:
-                why = f" ({t['reason']}, exit {t['exit_code']})" if t["state"] == "failed" else ""
-                log = f"  log: {t['log']}" if t["log"] and t["state"] == "failed" else ""
+                why = f" ({t['reason']}, exit {t['exit_code']})" if t["state"] == FAILED else ""
+                log = f"  log: {t['log']}" if t["log"] and t["state"] == FAILED else ""
                 print(f"  {t['task']} {t['state']}{why}{log}", file=err)
         if interrupted:
             print(f"stopped by Ctrl-C; every try that ran is recorded. {len(result['unfinished'])} runs are unfinished "
@@ -300,7 +300,7 @@ def retry(
         print(f"{run.run_id}: {final.state}")
         for r in result["failed"]:
             for t in r["tasks"]:
-                log = f"  log: {t['log']}" if t["log"] and t["state"] == "failed" else ""
+                log = f"  log: {t['log']}" if t["log"] and t["state"] == FAILED else ""
                 print(f"  {t['task']} {t['state']}{log}", file=sys.stderr)
     if final.state != SUCCESS:
         exit_with(1)
@@ -527,7 +527,7 @@ def _draw_grid(c, data: dict) -> None:
     if len(cols) < len(all_cols):
         con.print(Text(f"showing the first {len(cols)} of {len(all_cols)} tasks (DAG order); a wider terminal "
                        f"or --json shows all", style="dim"))
-    order = ["success", "running", "queued", "pending", "up_for_retry", "failed", "upstream_failed", "skipped"]
+    order = [SUCCESS, RUNNING, QUEUED, PENDING, UP_FOR_RETRY, FAILED, UPSTREAM_FAILED, SKIPPED]
     shown = [s for s in order if s in seen]
     if any(v is None for r in data["runs"] for v in r["tasks"].values()):
         shown.append("not in run")
