@@ -21,18 +21,17 @@ consumer was first seen by a tick are not consumed.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time as dtime, timedelta, timezone
+from datetime import date, datetime, time as dtime, timedelta
 from typing import Mapping
 
 from pipectl.engine.context import StepContext
 from pipectl.engine.dates import instant
 from pipectl.engine.rules import Paused
-from pipectl.engine.runs import covers_day, create_run, midnight  # noqa: F401  (covers_day: read here too)
-from pipectl.model import records
+from pipectl.engine.runs import covers_day, create_run  # noqa: F401  (covers_day: read here too)
 from pipectl.model.pipeline import AssetSchedule, Pipeline
 from pipectl.state.store import loads
+from pipectl.timing.clock import UTC, epoch_iso, iso, local_midnight
 
-UTC = timezone.utc
 COMPLETED = "asset_completed"  # the signal a complete asset event raises for the step's sources phase
 
 
@@ -88,8 +87,8 @@ def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, r
                     if existing:
                         pk, fresh = existing[0].id, False
                     else:
-                        lo = midnight(ds, p.timezone)
-                        hi = midnight((date.fromisoformat(ds) + timedelta(days=1)).isoformat(), p.timezone)
+                        lo = local_midnight(ds, p.timezone)
+                        hi = local_midnight(date.fromisoformat(ds) + timedelta(days=1), p.timezone)
                         pk = create_run(ctx, p, lo, run_type="asset", interval=(lo, hi))
                         fresh = pk is not None
                     now = ctx.clock.now()
@@ -105,7 +104,7 @@ def trigger(ctx: StepContext, pipelines: Mapping[str, Pipeline], rows, now_dt, r
 
 def iso_of(store, pk: int) -> str:
     r = store.run(pk)
-    return records.iso(r.logical_date) if r else "?"
+    return iso(r.logical_date) if r else "?"
 
 
 def step_source(ctx: StepContext, report) -> None:
@@ -135,10 +134,6 @@ def fallback_covered(store, pipeline: Pipeline, logical_date: datetime) -> bool:
 
 
 # -- reading ------------------------------------------------------------------
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def late_assets(store, pipelines: Mapping[str, Pipeline], now) -> list[dict]:
     """Assets with a freshness target (``assets: {name: {fresh_by: HH:MM}}``) that are late.
 
@@ -166,7 +161,7 @@ def late_assets(store, pipelines: Mapping[str, Pipeline], now) -> list[dict]:
             last = max((r.ts for r in events.values()), default=None)
             out.append({"asset": name, "pipeline": pname, "ds": ds, "fresh_by": cfg["fresh_by"],
                         "timezone": str(tz), "due": datetime.combine(due_day, dtime(hh, mm), tz).isoformat(),
-                        "last_update": _iso(last)})
+                        "last_update": epoch_iso(last)})
     return out
 
 
@@ -190,7 +185,7 @@ def report(store, pipelines: Mapping[str, Pipeline], now, days: int = 7) -> list
     for name in sorted(names):
         rows = store.latest_asset_events([name], complete_only=False)
         complete = {r.ds for r in store.latest_asset_events([name])}
-        updates = [{"ds": r.ds, "last_update": _iso(r.ts), "events": r.n, "complete": r.ds in complete}
+        updates = [{"ds": r.ds, "last_update": epoch_iso(r.ts), "events": r.n, "complete": r.ds in complete}
                    for r in rows][-days:][::-1]
         out.append({"asset": name, "producers": producers.get(name, []), "consumers": consumers.get(name, []),
                     "updates": updates, "late": late.get(name)})

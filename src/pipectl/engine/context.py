@@ -13,18 +13,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from pipectl.exec import executor
 from pipectl.model.pipeline import Pipeline, ProjectConfig
 from pipectl.state.store import Store, loads
-
-UTC = timezone.utc
-
-
-def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
+from pipectl.timing.clock import from_epoch
 
 
 @dataclass
@@ -42,7 +37,7 @@ class Clock:
         return time.time() + self.offset
 
     def dt(self) -> datetime:
-        return datetime.fromtimestamp(self.now(), UTC)
+        return from_epoch(self.now())
 
 
 @dataclass

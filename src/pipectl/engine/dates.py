@@ -1,9 +1,9 @@
 """A spec's ``start_date`` and ``end_date`` as instants."""
 from __future__ import annotations
 
-from datetime import datetime, time as dtime, timezone
+from datetime import datetime, time as dtime
 
-UTC = timezone.utc
+from pipectl.timing.clock import UTC
 
 
 def instant(value: str | None, tz: str, end_of_day: bool = False) -> datetime | None:

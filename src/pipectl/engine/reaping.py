@@ -8,14 +8,14 @@ retry never runs beside its predecessor.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
-from pipectl.engine.context import UTC, StepContext, StepReport, iso
+from pipectl.engine.context import StepContext, StepReport
 from pipectl.engine.hooks import run_try_hook
 from pipectl.exec import executor
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Task
 from pipectl.model.states import FAILED, LOST, RUNNING, STARTING, SUCCESS, UP_FOR_RETRY
+from pipectl.timing.clock import epoch_iso
 
 
 def reap(ctx: StepContext, report: StepReport) -> set[int]:
@@ -182,7 +182,7 @@ def settle(ctx: StepContext, run, ti, task: Task, try_number: int, exit_code: in
         store.finish_task_instance(ti.id, try_number, UP_FOR_RETRY, now=now, reason=reason,
                                    exit_code=exit_code, next_try_at=at)
         store.add_event("task_retry", now=now, pipeline=pipe, run=run.id, task=ti.task,
-                        message=f"{reason} (exit {exit_code}); retry at {iso(datetime.fromtimestamp(at, UTC))}")
+                        message=f"{reason} (exit {exit_code}); retry at {epoch_iso(at)}")
         report.retried.append(f"{ctx.run_label(run)} {ti.task}")
         return "on_retry"
     store.finish_task_instance(ti.id, try_number, FAILED, now=now, reason=reason, exit_code=exit_code)

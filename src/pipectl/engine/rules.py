@@ -14,12 +14,11 @@ Kept import-light: the tick imports this through the engine's phases.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from pipectl.model.pipeline import ForeachCommand, Pipeline, ProjectConfig, Task
 from pipectl.model.states import FAILED, QUEUED, RUNNING, SKIPPED, SUCCESS, TI_FINISHED, TRY_LIVE, UPSTREAM_FAILED
+from pipectl.timing.clock import from_epoch
 
-UTC = timezone.utc
 READY = "ready"
 
 
@@ -38,8 +37,8 @@ def span(seconds: float) -> str:
 def at_words(epoch: float, now: float, tz: str | None = None) -> str:
     """'14:05:10, in 42s' in the pipeline's timezone; the date too when it is not that day."""
     from pipectl.timing.clock import to_local
-    t = to_local(datetime.fromtimestamp(epoch, UTC), tz)
-    today = to_local(datetime.fromtimestamp(now, UTC), tz).date()
+    t = to_local(from_epoch(epoch), tz)
+    today = to_local(from_epoch(now), tz).date()
     clock = t.strftime("%H:%M:%S") if t.date() == today else t.strftime("%Y-%m-%d %H:%M:%S")
     zone = t.tzname() or ""
     rel = "now" if abs(epoch - now) < 0.5 else f"in {span(epoch - now)}" if epoch > now else f"{span(now - epoch)} ago"

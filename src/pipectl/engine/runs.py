@@ -1,13 +1,13 @@
 """Runs: creating one (with its first task instances), and what a try of it sees."""
 from __future__ import annotations
 
-from datetime import date, datetime, time as dtime, timedelta
+from datetime import date, datetime, timedelta
 
-from pipectl.engine.context import UTC, StepContext, iso
-from pipectl.model import records
+from pipectl.engine.context import StepContext
 from pipectl.model.pipeline import Pipeline
 from pipectl.model.states import PENDING, SKIPPED
 from pipectl.state.store import loads
+from pipectl.timing.clock import iso, local_midnight
 
 RUN_PRIORITY = {"backfill": 0}  # everything else 1: scheduled work starts before backfills
 
@@ -54,23 +54,11 @@ def template_values(run, ti, try_number: int) -> dict:
     """What ``{{ ... }}`` and the PIPECTL_* variables of one try see (``ti`` None: a hook of the
     run itself, an SLA miss of the run)."""
     return {
-        "ds": run.ds, "ds_nodash": run.ds.replace("-", ""), "logical_date": records.iso(run.logical_date),
-        "data_interval_start": records.iso(run.data_interval_start), "data_interval_end": records.iso(run.data_interval_end),
+        "ds": run.ds, "ds_nodash": run.ds.replace("-", ""), "logical_date": iso(run.logical_date),
+        "data_interval_start": iso(run.data_interval_start), "data_interval_end": iso(run.data_interval_end),
         "run_id": run.run_id, "pipeline": run.pipeline, "task": ti.task if ti is not None else "", "try_number": str(try_number),
         "params": loads(run.params) or {}, "item": ti.item if ti is not None and ti.item is not None else "",
     }
-
-
-def _day_end(ds: str, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return datetime.combine(date.fromisoformat(ds) + timedelta(days=1), dtime(0), ZoneInfo(tz))
-
-
-def midnight(ds: str, tz: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
-    return datetime.combine(date.fromisoformat(ds), dtime(0), ZoneInfo(tz)).astimezone(UTC)
 
 
 def covers_day(run, store=None) -> bool:
@@ -82,4 +70,4 @@ def covers_day(run, store=None) -> bool:
         return True
     spec = run.spec if run.spec is not None else store.run_spec(run.id)
     tz = (loads(spec) or {}).get("timezone") or "UTC"
-    return end >= _day_end(run.ds, tz)
+    return end >= local_midnight(date.fromisoformat(run.ds) + timedelta(days=1), tz)

@@ -18,7 +18,7 @@ import glob as _glob
 import os
 import sqlite3
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from pipectl.engine.context import StepContext
 from pipectl.engine.hooks import task_environment
@@ -26,8 +26,8 @@ from pipectl.engine.runs import template_values
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Pipeline, Task
 from pipectl.model.states import FAILED, PENDING, SKIPPED, SUCCESS
+from pipectl.timing.clock import epoch_iso
 
-UTC = timezone.utc
 POKE_TIMEOUT = 10.0  # seconds one command or http poke may take; a slow check counts as "not yet"
 # ``poke_interval: 0s`` pokes at every check, but never more often than this: whoever keeps the
 # sensor's due time (a supervisor, the timer) would otherwise poke it in a busy loop
@@ -196,7 +196,7 @@ def handle(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
 
 # -- explaining -------------------------------------------------------------
 def _when(t: float | None) -> str:
-    return "now" if t is None else datetime.fromtimestamp(t, UTC).isoformat()
+    return "now" if t is None else epoch_iso(t)
 
 
 def describe_wait(task: Task, ti, values: dict, now) -> str:

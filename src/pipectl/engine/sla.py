@@ -9,18 +9,15 @@ many processes step at once the hook runs once.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 from pipectl.engine.context import StepContext
 from pipectl.engine.hooks import spawn, task_environment
 from pipectl.engine.runs import template_values
 from pipectl.exec import layout
-from pipectl.model import records
 from pipectl.model.pipeline import Pipeline
 from pipectl.model.states import TI_FINISHED
 from pipectl.state.store import loads
-
-UTC = timezone.utc
+from pipectl.timing.clock import epoch_iso, iso
 
 
 def anchor(run) -> float:
@@ -60,7 +57,7 @@ def check(ctx: StepContext, report=None) -> int:
                     continue
                 what = f"task {task}" if task else "run"
                 store.add_event("sla_miss", now=now, pipeline=run.pipeline, run=run.id, task=task or None,
-                                message=f"{what} not finished by {datetime.fromtimestamp(deadline, UTC).isoformat()}")
+                                message=f"{what} not finished by {epoch_iso(deadline)}")
             found += 1
             ctx.log(f"SLA missed: {run.pipeline} {run.ds} {task or 'run'}")
             _hook(ctx, run, ctx.spec_of(run), ti, task)
@@ -103,9 +100,6 @@ def _hook(ctx: StepContext, run, pipeline, ti, task: str) -> None:
 def misses_for(store, pipeline: str | None = None, run: int | None = None) -> list[dict]:
     """SLA misses for `status` / `show`: ``{pipeline, run_id, ds, logical_date, task, deadline, recorded}``
     (``task`` None for the run's own SLA; times ISO 8601). ``run`` is the run's row id."""
-    def iso(ts: float) -> str:
-        return datetime.fromtimestamp(ts, UTC).isoformat()
-
-    return [{"pipeline": r.pipeline, "run_id": r.run_id, "ds": r.ds, "logical_date": records.iso(r.logical_date),
-             "task": r.task or None, "deadline": iso(r.deadline), "recorded": iso(r.ts)}
+    return [{"pipeline": r.pipeline, "run_id": r.run_id, "ds": r.ds, "logical_date": iso(r.logical_date),
+             "task": r.task or None, "deadline": epoch_iso(r.deadline), "recorded": epoch_iso(r.ts)}
             for r in store.sla_misses(pipeline, run)]

@@ -12,20 +12,19 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
-from pipectl.state.files import private_dir
+from pipectl.engine import assets, filetrigger
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import AssetSchedule, CronSchedule, EverySchedule, FileSchedule, Pipeline, ProjectConfig
-from pipectl.engine import assets, filetrigger
+from pipectl.state.files import private_dir
 from pipectl.engine.dates import instant  # noqa: F401  (read from here by ops and views)
 from pipectl.engine.rules import Paused
-from pipectl.engine.context import iso
 from pipectl.engine.step import Clock, Engine, StepReport
 from pipectl.exec.handoff import hand_off
 from pipectl.exec.supervisors import forget_dead_supervisors
 from pipectl.state.store import Store, loads, open_store
-UTC = timezone.utc
+from pipectl.timing.clock import from_epoch, iso
 NEVER = 1e18  # next_due of a schedule that has ended: the no-op tick skips it
 # A catch-up creates at most this many runs per pipeline per tick, oldest first; the pipeline stays
 # due and the next tick continues from its cursor. Thousands of queued runs at once would also slow
@@ -59,7 +58,7 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     result = load_pipelines(config)
     # whole minutes, as cron ticks: an anchor of 10:05:00.018 would give odd logical dates, and the
     # tick at 11:05 could start a few ms before the interval it should close
-    anchor = iso(datetime.fromtimestamp(now, UTC).replace(second=0, microsecond=0))
+    anchor = iso(from_epoch(now).replace(second=0, microsecond=0))
     invalid = {name: [str(e) for e in errs] for name, errs in result.invalid.items()}
     valid = dict(result.pipelines)
     with store.tx():
