@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time as dtime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from pipectl.model.pipeline import (AssetSchedule, CronSchedule, EverySchedule, FileSchedule, ForeachCommand,

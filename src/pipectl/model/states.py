@@ -52,11 +52,9 @@ TI_ACTIVE = (PENDING, RUNNING, UP_FOR_RETRY)
 
 # run states
 RUN_STATES = (QUEUED, RUNNING, SUCCESS, FAILED)
-RUN_FINISHED = frozenset({SUCCESS, FAILED})
 
 # tries: a try is live (its process may exist) while starting or running
 TRY_LIVE = (STARTING, RUNNING)
-TRY_STATES = (STARTING, RUNNING, SUCCESS, FAILED, LOST)
 
 # The state machine. Every change of a task instance's or a run's state is one of these
 # transitions, and ``Store.ti_transition`` / ``Store.run_transition`` apply it as ONE
@@ -92,5 +90,3 @@ RUN_TRANSITIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # prune deletes it. Guard: every task instance finished, no live try.
     "prune": ((SUCCESS, FAILED), ()),
 }
-
-RUN_TYPES = ("scheduled", "manual", "backfill", "asset", "file")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from pipectl.model.errors import StateError
 
 if TYPE_CHECKING:
-    from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,
+    from pipectl.model.records import (AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,
                                        Run, SlaMiss, StateCount, TaskInstance, Try)
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
 
@@ -199,9 +198,9 @@ def _load_records() -> None:
     """The record types (and the state enum) are imported on the first read that builds a record,
     not with this module: the no-op tick, which opens the store on every cron minute, never builds
     one (see schedule_rows), and defining them costs a few ms of its budget."""
-    global AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run, SlaMiss, StateCount
+    global AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline, Run, SlaMiss, StateCount
     global TaskInstance, Try, _state
-    from pipectl.model.records import (AssetEvent, AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,  # noqa: F811
+    from pipectl.model.records import (AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,  # noqa: F811
                                        Run, SlaMiss, StateCount, TaskInstance, Try)
     from pipectl.model.states import state as _state
 
@@ -490,10 +489,6 @@ class Store:
         return [_run(r) for r in self._t(f"SELECT {_RUN_COLS} FROM runs WHERE state IN ('queued', 'running') "
                                          "ORDER BY priority DESC, coalesce(seq, 0), logical_date, id")]
 
-    def run_created(self, run_pk: int) -> float | None:
-        row = self._one("SELECT created FROM runs WHERE id = ?", (run_pk,))
-        return row[0] if row else None
-
     def run_spec(self, run_pk: int) -> str | None:
         row = self._one("SELECT spec FROM runs WHERE id = ?", (run_pk,))
         return row[0] if row else None
@@ -686,10 +681,6 @@ class Store:
     def events_for_run(self, run_pk: int) -> list[Event]:
         return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE run = ? ORDER BY id", (run_pk,))]
 
-    def events_for_pipeline(self, pipeline: str, limit: int = 50) -> list[Event]:
-        return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
-                                           (pipeline, limit))]
-
     # -- backfill, retry ----------------------------------------------------
     def rebatch_run(self, run_pk: int, *, batch: str | None, max_active: int | None, priority: int | None = None,
                     seq: int | None = None, requeue: bool = False) -> None:
@@ -742,10 +733,6 @@ class Store:
 
     def asset_names(self) -> list[str]:
         return [r[0] for r in self._q("SELECT DISTINCT asset FROM asset_events ORDER BY asset")]
-
-    def asset_events_for(self, asset: str, limit: int = 20) -> list[AssetEvent]:
-        return [AssetEvent(*r[:6], bool(r[6]), r[7]) for r in self._t(
-            f"SELECT {_ASSET_EVENT_COLS} FROM asset_events WHERE asset = ? ORDER BY id DESC LIMIT ?", (asset, limit))]
 
     def consumed(self, consumer: str) -> dict[tuple[str, str], int]:
         return {(r["asset"], r["ds"]): r["event"]
@@ -1089,10 +1076,6 @@ def _disk_problem(directory: str) -> str | None:
 
 def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
-
-
-def now_epoch() -> float:
-    return time.time()
 
 
 def open_store(config, create: bool = True) -> Store:

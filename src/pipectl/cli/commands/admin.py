@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipectl.cli.app import app, exit_with, get_ctx
+from pipectl.cli.app import app, get_ctx
 from pipectl.model.errors import PipectlError, UsageError
 TargetArg = Annotated[str, typer.Argument(metavar="cron|systemd", help="What makes ticks arrive.", show_default=False)]
 PrintOpt = Annotated[bool, typer.Option("--print", help="Print what would be installed; change nothing.")]
