@@ -179,7 +179,8 @@ def test_prune_deletes_exactly_the_runs_it_reports_with_their_events_and_logs(ro
     assert res.tries == {("etl", ids[0]): [("work", 1), ("work", 2)], ("etl", ids[1]): [("work", 1)],
                          ("etl", ids[2]): [("work", 1)]}
     assert q(root, "SELECT count(*) FROM runs")[0][0] == 0
-    assert q(root, "SELECT count(*) FROM events WHERE run IS NOT NULL")[0][0] == 0
+    # (rows, not a count: an event written for a deleted run names the writer that read it stale)
+    assert harness.qd(root, "SELECT run, kind, task, message, ts FROM events WHERE run IS NOT NULL") == []
     assert list(logs.iterdir()) == []
     assert not list((root / ".pipectl").glob(".pruning.*"))
 

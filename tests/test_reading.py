@@ -140,6 +140,28 @@ def test_show_event_lines_align(tmp_path):
     assert len(starts) == 1, ev  # every event's task column starts at the same place
 
 
+def test_show_event_messages_give_times_in_the_pipelines_zone_not_iso(tmp_path):
+    root = make_project(tmp_path, {"p": """
+        timezone: America/New_York
+        tasks:
+          flaky: {run: "exit 4", retries: 1, retry_delay: 1h}
+    """})
+    ok(root, "trigger", "p", "--date", "2026-04-09", now="2026-04-10T12:00:00Z")
+
+    def retry_message():
+        events = jcli(root, "show", "p", now="2026-04-10T12:01:00Z")["events"]
+        return next((e["message"] for e in events if e["kind"] == "task_retry"), None)
+
+    assert wait_for(lambda: retry_message() is not None)
+    retry = retry_message()
+    assert re.search(r"retry at 2026-04-10T13:00:00(\.\d+)?\+00:00$", retry), retry  # JSON keeps the stored ISO
+    out = ok(root, "show", "p", now="2026-04-10T12:01:00Z").stdout
+    line = next(ln for ln in out.split("events:\n", 1)[1].splitlines() if "task_retry" in ln)
+    assert line.rstrip().endswith("exit_code (exit 4); retry at 09:00:00"), line  # 13:00 UTC is 09:00 in New York
+    created = next(ln for ln in out.split("events:\n", 1)[1].splitlines() if "run_created" in ln)
+    assert created.rstrip().endswith("manual run for 2026-04-09T04:00:00+00:00"), created  # a logical date names its run
+
+
 def test_sla_miss_is_printed_in_words(tmp_path):
     root = make_project(tmp_path, {"p": """
         sla: 1h

@@ -223,6 +223,22 @@ def local_time(value: Any, tz: str | None = None, now: datetime | None = None, s
     return f"{day} {clock}"
 
 
+_INSTANT = None
+
+
+def local_due_times_in(text: str, clock) -> str:
+    """``text`` with each due time in it ("retry at 2026-04-10T09:01:00.016+00:00") spelled by
+    ``clock``, the view's compact local form. Only instants after "at " change: a logical date
+    in a message ("manual run for 2026-04-01T00:00:00+00:00") names a run, and a local wall time
+    would misname it. The stored message and JSON keep ISO."""
+    global _INSTANT
+    if _INSTANT is None:
+        import re
+
+        _INSTANT = re.compile(r"(?<=\bat )\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})")
+    return _INSTANT.sub(lambda m: clock(m.group(0)), text)
+
+
 def human_age(seconds: float | None, precise: bool = False) -> str:
     """A duration as people say it: ``45s``, ``3m``, ``5h12m``, ``240d``; ``precise`` keeps the
     next unit down (``2m05s``, ``3d04h``) for countdowns that tick while one watches."""

@@ -542,7 +542,8 @@ def _print_show(c, detail: dict, tz: str) -> None:
         kw = max(len(e["kind"]) for e in detail["events"])
         tw = max(len(e["task"] or "-") for e in detail["events"])
         for e in detail["events"]:
-            _hanging(con, Text(f"  {clock(e['ts'])}  {e['kind']:<{kw}}  {(e['task'] or '-'):<{tw}}  "), e["message"] or "")
+            _hanging(con, Text(f"  {clock(e['ts'])}  {e['kind']:<{kw}}  {(e['task'] or '-'):<{tw}}  "),
+                     render.local_due_times_in(e["message"] or "", clock))
 
 
 def _hanging(con, head, tail: str) -> None:
