@@ -10,7 +10,7 @@ import os
 
 from pipectl.engine.context import StepContext
 from pipectl.engine.runs import template_values
-from pipectl.exec import executor
+from pipectl.exec import executor, layout
 from pipectl.model.pipeline import Pipeline, Task
 from pipectl.model.states import FAILED, SUCCESS, UP_FOR_RETRY
 
@@ -47,4 +47,4 @@ def run_try_hook(ctx: StepContext, which: str, run, pipeline: Pipeline, ti, t, e
     env.update(refs)
     env.update(PIPECTL_STATE=HOOK_STATE.get(which, which), PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),
                PIPECTL_LOG=t.log_path or "")
-    spawn(ctx, command, env, os.path.join(os.path.dirname(t.log_path), "hooks.log"), which)
+    spawn(ctx, command, env, layout.hooks_log(ctx.config, run), which)

@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from pipectl.exec import layout
 from pipectl.exec.layout import run_log_dir
 
 PRUNE_EVERY = 3600.0
@@ -67,7 +68,7 @@ def prune(config, store, older_than: float, now: float, dry_run: bool = False) -
 def _log_dir_inside(config, run) -> str | None:
     """The run's log directory if it exists and lies inside the state dir's logs/ (a run id
     never leads outside it)."""
-    logs_root = os.path.realpath(os.path.join(config.state_dir, "logs"))
+    logs_root = os.path.realpath(layout.logs_root(config))
     d = run_log_dir(config, run)
     real = os.path.realpath(d)
     if real.startswith(logs_root + os.sep) and os.path.isdir(d) and not os.path.islink(d):

@@ -8,10 +8,15 @@ from __future__ import annotations
 import os
 
 
+def logs_root(config) -> str:
+    """Every run's log directory lies below this one (prune deletes nothing outside it)."""
+    return os.path.join(config.state_dir, "logs")
+
+
 def run_log_dir(config, run) -> str:
     """A run's log directory: its tries' logs and its hooks.log."""
     safe = run.run_id.replace(":", "").replace("+", "_")
-    return os.path.join(config.state_dir, "logs", run.pipeline, safe)
+    return os.path.join(logs_root(config), run.pipeline, safe)
 
 
 def log_path(config, run, task: str, try_number: int) -> str:
