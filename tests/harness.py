@@ -496,3 +496,25 @@ class Project:
 
     def counts(self, task: str) -> list[str]:
         return counts(self.root, task)
+
+
+# A stand-in for crontab(1) (pipectl finds it through PIPECTL_CRONTAB): -l prints the table
+# file, - replaces it, as the real one does for the invoking user.
+FAKE_CRONTAB = """#!/bin/sh
+f="$FAKE_CRONTAB_FILE"
+case "$1" in
+  -l) if [ -f "$f" ]; then cat "$f"; else echo "no crontab for tester" >&2; exit 1; fi ;;
+  -) cat > "$f" ;;
+  *) echo "fake crontab: bad usage" >&2; exit 2 ;;
+esac
+"""
+
+
+def fake_crontab(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """The environment that points pipectl at a fake crontab, and the file holding its table."""
+    prog = tmp_path / "bin" / "crontab"
+    prog.parent.mkdir(exist_ok=True)
+    prog.write_text(FAKE_CRONTAB)
+    prog.chmod(0o755)
+    table = tmp_path / "crontab.txt"
+    return {"PIPECTL_CRONTAB": str(prog), "FAKE_CRONTAB_FILE": str(table)}, table

@@ -8,19 +8,16 @@ import re
 import pytest
 
 from conftest import call_cli, make_project
-from test_install import FAKE_CRONTAB, SPEC
+from harness import fake_crontab
+from test_install import SPEC
 
 T0 = "2026-04-05T03:00:30Z"
 
 
 @pytest.fixture
 def env(tmp_path):
-    prog = tmp_path / "bin" / "crontab"
-    prog.parent.mkdir()
-    prog.write_text(FAKE_CRONTAB)
-    prog.chmod(0o755)
-    return {"PIPECTL_CRONTAB": str(prog), "FAKE_CRONTAB_FILE": str(tmp_path / "crontab.txt"),
-            "PIPECTL_SYSTEMD_DIR": str(tmp_path / "no-units")}
+    env, _ = fake_crontab(tmp_path)
+    return {**env, "PIPECTL_SYSTEMD_DIR": str(tmp_path / "no-units")}
 
 
 def _names(out: str) -> list[str]:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from conftest import REPO, make_project, run_cli
+from harness import fake_crontab
 from cronsim import CronSim
 
 from pipectl.ops.import_crontab import parse_crontab, split_percent
@@ -312,15 +313,6 @@ def test_chains_split_at_long_gaps_and_join_jobs_at_one_time():
 
 # --------------------------------------------------------------------------- the user's crontab
 
-FAKE_CRONTAB = """#!/bin/sh
-f="$FAKE_CRONTAB_FILE"
-case "$1" in
-  -l) if [ -f "$f" ]; then cat "$f"; else echo "no crontab for tester" >&2; exit 1; fi ;;
-  -) cat > "$f" ;;
-  *) echo "fake crontab: bad usage" >&2; exit 2 ;;
-esac
-"""
-
 USER_TAB = "MAILTO=me@example.com\n0 1 * * * /opt/etl/extract.sh\n0 2 * * * /opt/etl/clean.sh\n@reboot /opt/warm.sh\n"
 
 
@@ -349,13 +341,9 @@ def _round_trip(tmp_path, env, read_table):
 
 
 def test_uninstall_originals_and_restore_with_a_fake_crontab(tmp_path):
-    prog = tmp_path / "bin" / "crontab"
-    prog.parent.mkdir()
-    prog.write_text(FAKE_CRONTAB)
-    prog.chmod(0o755)
-    table = tmp_path / "crontab.txt"
+    env, table = fake_crontab(tmp_path)
     table.write_text(USER_TAB)
-    _round_trip(tmp_path, {"PIPECTL_CRONTAB": str(prog), "FAKE_CRONTAB_FILE": str(table)}, table.read_text)
+    _round_trip(tmp_path, env, table.read_text)
 
 
 def test_uninstall_originals_and_restore_with_the_real_crontab(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, call_cli, make_project
+from harness import fake_crontab
 
 SPEC = """
 schedule: "* * * * *"
@@ -23,24 +24,9 @@ tasks:
     run: echo ok
 """
 
-FAKE_CRONTAB = """#!/bin/sh
-f="$FAKE_CRONTAB_FILE"
-case "$1" in
-  -l) if [ -f "$f" ]; then cat "$f"; else echo "no crontab for tester" >&2; exit 1; fi ;;
-  -) cat > "$f" ;;
-  *) echo "fake crontab: bad usage" >&2; exit 2 ;;
-esac
-"""
-
-
 @pytest.fixture
 def cron_env(tmp_path):
-    prog = tmp_path / "bin" / "crontab"
-    prog.parent.mkdir()
-    prog.write_text(FAKE_CRONTAB)
-    prog.chmod(0o755)
-    table = tmp_path / "crontab.txt"
-    return {"PIPECTL_CRONTAB": str(prog), "FAKE_CRONTAB_FILE": str(table)}, table
+    return fake_crontab(tmp_path)
 
 
 def _project(tmp_path, name="proj"):
