@@ -43,6 +43,7 @@ class Clock:
 @dataclass
 class StepReport:
     created: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # missed runs a bounded catch-up left out
     launched: list[str] = field(default_factory=list)
     reaped: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)

@@ -253,7 +253,7 @@ def why_no_run(store, pipeline: Pipeline, when, now: datetime) -> list[str]:
     paused = Paused.holds(row)
     out: list[str] = []
     if pipeline.time_schedules:
-        out.append(_time_reason(pipeline, row, when, now, paused))
+        out.append(_time_reason(store, pipeline, row, when, now, paused))
     for s in pipeline.schedules:
         if isinstance(s, AssetSchedule):
             out.append(_asset_reason(store, pipeline, s, when, paused))
@@ -269,11 +269,12 @@ def _when_text(when) -> str:
     return when.isoformat() if isinstance(when, datetime) else f"ds {when.isoformat()}"
 
 
-def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> str:
+def _time_reason(store, pipeline: Pipeline, row, when, now: datetime, paused: bool) -> str:
     from datetime import time as dtime, timedelta
     from zoneinfo import ZoneInfo
 
     from pipectl.timing.describe import describe
+    from pipectl.timing.clock import iso
     from pipectl.timing.timetable import due_intervals, timetable
     from pipectl.engine.dates import instant
     tz = pipeline.timezone
@@ -310,17 +311,35 @@ def _time_reason(pipeline: Pipeline, row, when, now: datetime, paused: bool) -> 
         if not pipeline.catchup:
             return (f"{label} was skipped by `catchup: false`: after a gap only the latest missed interval runs; "
                     + backfill)
+        skipped = store.catchup_skips(pipeline.name, covering=iso(lo), limit=1) if store is not None else []
+        if skipped:
+            k = skipped[0]
+            many = "the only missed run" if k.count == 1 and not k.capped else \
+                f"one of {k.count}{'+' if k.capped else ''} missed runs"
+            return (f"{label} was skipped by the bounded catch-up ({k.bound}) at {at_words(k.ts, nowts, tz)}, "
+                    f"{many} it left out; " + backfill)
         return f"{label}: the scheduler is past it and it has no run (pruned, or deleted); " + backfill
     due = due_intervals(tt, cursor, start, end, now, pipeline.catchup)
+    rule = "`catchup: false` runs only the latest missed interval"
+    if pipeline.catchup_bounded:
+        from pipectl.engine.catchup import catchup_bound
+        from pipectl.timing.timetable import bounded_catchup
+        lower = max((x for x in (cursor, start) if x is not None), default=None)
+        skip = bounded_catchup(tt, lower, now, pipeline.catchup_window, pipeline.max_catchup_runs)
+        if skip is not None and lo < skip.resume:
+            due = [d for d in due if d[0] >= skip.resume]
+        rule = f"the catch-up is bounded by {catchup_bound(pipeline)}"
     if paused:
         if (lo, hi) in due:
             then = "unpausing creates it"
         else:
-            then = "unpausing skips it (`catchup: false` runs only the latest missed interval)"
+            then = f"unpausing skips it ({rule})"
         return (f"{label}: {pipeline.name} is paused, so no scheduled run is created; {then} "
                 f"(`pipectl unpause {pipeline.name} --dry-run` previews)")
     if (lo, hi) in due:
         return f"{label} is due: its interval closed at {at_words(hi.timestamp(), nowts, tz)}; the next tick creates it"
+    if pipeline.catchup_bounded:
+        return f"{label} will be skipped: {rule}; " + backfill
     return (f"{label} will be skipped by `catchup: false`: the next tick creates only the latest missed interval; "
             + backfill)
 

@@ -80,11 +80,13 @@ def refresh_pipelines(config: ProjectConfig, store: Store, now: float) -> tuple[
     return valid, invalid
 
 
-def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, limit: int = CATCHUP_BATCH) -> list[int]:
+def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, limit: int = CATCHUP_BATCH,
+                      report: StepReport | None = None) -> list[int]:
     """Create the scheduled runs whose data interval has closed, at most ``limit`` and only while the
     engine's deadline allows; returns their row ids. The cursor moves past exactly the intervals
     handled, and a pipeline with intervals left stays due, so the next tick goes on from there."""
-    from pipectl.timing.timetable import due_intervals, timetable
+    from pipectl.engine.catchup import record_skip
+    from pipectl.timing.timetable import bounded_catchup, due_intervals, timetable
     start = instant(pipeline.start_date, pipeline.timezone)
     end = instant(pipeline.end_date, pipeline.timezone, end_of_day=True)
     cursor = row.cursor
@@ -94,6 +96,14 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
     next_due: float | None = None
     # several time schedules act as one timetable, so their intervals never overlap
     tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
+    skip = None
+    if pipeline.catchup_bounded:
+        lower = max((x for x in (cursor, start) if x is not None), default=None)
+        skip = bounded_catchup(tt, lower, now, pipeline.catchup_window, pipeline.max_catchup_runs)
+        if skip is not None:
+            # the cursor moves past the skipped intervals with this tick's write, so no later tick
+            # creates them or reports them again
+            cursor = new_cursor = skip.resume
     intervals = due_intervals(tt, cursor, start, end, now, pipeline.catchup, limit=limit)
     more = len(intervals) >= limit  # the list was cut short: there may be further intervals
     for lo, hi in intervals:
@@ -119,6 +129,10 @@ def schedule_pipeline(engine: Engine, pipeline: Pipeline, row, now: datetime, li
         # tick takes it up, even one whose "now" is a hair earlier than this one's
         next_due = new_cursor.timestamp() if new_cursor else 0.0
     with engine.store.tx():
+        if skip is not None:
+            line = record_skip(engine, pipeline, skip)
+            if report is not None:
+                report.skipped.append(line)
         engine.store.set_cursor(pipeline.name, iso(new_cursor) if new_cursor else None, next_due)
     return created
 
@@ -202,7 +216,7 @@ def create_due_runs(engine: Engine, pipelines: dict[str, Pipeline], rows, report
         if row.next_due is not None and row.next_due > now:
             continue
         try:
-            created = schedule_pipeline(engine, p, row, now_dt)
+            created = schedule_pipeline(engine, p, row, now_dt, report=report)
         except (sqlite3.Error, PipectlError):
             raise
         except Exception as e:  # one pipeline's schedule must never stop the others

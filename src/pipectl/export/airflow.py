@@ -361,6 +361,12 @@ class _DagWriter:
     def schedule(self) -> tuple[str, Any]:
         """(timetable source, the schedule it stands for: CronSchedule, EverySchedule, AssetSchedule or None)."""
         p = self.p
+        if p.catchup_bounded:
+            from pipectl.engine.catchup import catchup_bound
+            self.refuse(("catchup",) if self.loc.has("catchup") else ("max_catchup_runs",),
+                        f"a bounded catch-up ({catchup_bound(p)})",
+                        "Airflow's catchup is all or nothing: after downtime it runs every missed interval, "
+                        "where pipectl runs only those within the bound", "catchup=True (every missed interval)")
         scheds = list(p.schedules)
         if len(scheds) > 1:
             chosen = next((s for s in scheds if isinstance(s, AssetSchedule)), None) or \

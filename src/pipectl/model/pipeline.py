@@ -125,6 +125,10 @@ class Pipeline:
     start_date: str | None = None  # ISO date or datetime; naive means the pipeline's timezone
     end_date: str | None = None
     catchup: bool = False
+    # a bounded catch-up runs only the missed intervals ending within this many seconds of now,
+    # and at most this many of them (the newest); the older ones are skipped and recorded
+    catchup_window: float | None = None
+    max_catchup_runs: int | None = None
     max_active_runs: int = 1
     params: Mapping[str, Any] = field(default_factory=lambda: frozen_map({}))
     env: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
@@ -137,6 +141,10 @@ class Pipeline:
     on_sla_miss: str | None = None
     # asset name -> {"fresh_by": "HH:MM", "timezone": TZ}: when its daily update is due
     assets: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: frozen_map({}))
+
+    @property
+    def catchup_bounded(self) -> bool:
+        return self.catchup and (self.catchup_window is not None or self.max_catchup_runs is not None)
 
     @property
     def time_schedules(self) -> tuple[Schedule, ...]:

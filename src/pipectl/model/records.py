@@ -117,6 +117,18 @@ class Event(NamedTuple):
     message: str | None
 
 
+class CatchupSkip(NamedTuple):
+    """Missed runs a bounded catch-up left out: logical dates ``first`` to ``last``."""
+    pipeline: str
+    first: datetime
+    last: datetime
+    count: int
+    capped: bool  # the count stopped at a cap: at least this many
+    bound: str  # the spec's bound in its words, e.g. "catchup window 3d"
+    message: str
+    ts: float
+
+
 class AssetEvent(NamedTuple):
     id: int
     asset: str

@@ -118,18 +118,31 @@ def backlog(store, pipeline: Pipeline, now: datetime) -> dict | None:
     if anchor is None:
         return None  # never seen by a tick and no start_date: the first tick runs only the latest interval
     tt = timetable(pipeline.time_schedules, pipeline.timezone, anchor)
+    skip, bound = None, "catchup: true"
+    if pipeline.catchup_bounded:
+        from pipectl.engine.catchup import catchup_bound
+        from pipectl.timing.timetable import bounded_catchup
+        lower = max((x for x in (cursor, start) if x is not None), default=None)
+        skip = bounded_catchup(tt, lower, now, pipeline.catchup_window, pipeline.max_catchup_runs)
+        bound = catchup_bound(pipeline)
+        if skip is not None:
+            cursor = skip.resume
     due = due_intervals(tt, cursor, start, end, now, True, limit=BACKLOG_CAP + 1)
-    if len(due) <= 1:
+    if len(due) <= 1 and skip is None:
         return None
     from pipectl.timing.clock import ds_of
     return {"pipeline": pipeline.name, "runs": min(len(due), BACKLOG_CAP), "more": len(due) > BACKLOG_CAP,
-            "since": ds_of(due[0][0], pipeline.timezone), "paused": bool(row and row.paused)}
+            "since": ds_of(due[0][0], pipeline.timezone) if due else None, "paused": bool(row and row.paused),
+            "bound": bound, "skips": (skip.count if skip else 0), "skips_more": bool(skip and skip.capped)}
 
 
 def backlog_words(b: dict) -> str:
     n = f"{b['runs']}{'+' if b['more'] else ''}"
+    bound = b.get("bound", "catchup: true")
+    if b.get("skips"):
+        bound += f"; skips {b['skips']}{'+' if b.get('skips_more') else ''} older missed runs"
     if b["paused"]:
-        return (f"catch-up: unpausing {b['pipeline']} creates {n} runs since {b['since']} (catchup: true); "
+        return (f"catch-up: unpausing {b['pipeline']} creates {n} runs since {b['since']} ({bound}); "
                 f"preview with `pipectl unpause {b['pipeline']} --dry-run`")
-    return (f"catch-up: {n} runs of {b['pipeline']} pending since {b['since']} (catchup: true); "
+    return (f"catch-up: {n} runs of {b['pipeline']} pending since {b['since']} ({bound}); "
             "preview with `pipectl tick --dry-run`")

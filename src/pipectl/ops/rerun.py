@@ -141,7 +141,8 @@ def set_paused(store, pipeline: Pipeline, paused: bool, now: float) -> bool:
         if paused:
             msg = f"paused by {who}: no new scheduled runs; work in progress finishes"
         else:
-            catch = "every missed interval runs (catchup)" if pipeline.catchup else "only the latest missed interval runs"
+            from pipectl.engine.catchup import catchup_words
+            catch = catchup_words(pipeline)
             msg = f"unpaused by {who}: scheduling resumes; {catch}"
         store.add_event("pause" if paused else "unpause", now=now, pipeline=pipeline.name, message=msg)
     return True

@@ -33,6 +33,7 @@ FOREACH = "foreach"  # `foreach:` as a mapping
 # Counts a spec may give; beyond these a value is a typo, and an int that SQLite cannot hold.
 MAX_RETRIES = 1000
 MAX_ACTIVE_RUNS = 10000
+MAX_CATCHUP_RUNS = 1_000_000
 MAX_PRIORITY = 1_000_000
 MAX_MIN_SIZE = 2**53
 MIN_EVERY = 1.0  # seconds: the scheduler's granularity; less would create runs faster than ticks can
@@ -239,7 +240,8 @@ KEYS: tuple[Key, ...] = (
     Key("params", Part("params", "mapping"), (PIPELINE,), default={}),
     Key("start_date", Part("date", "date or datetime"), (PIPELINE,), default=None, null_is_absent=True),
     Key("end_date", Part("date", "date or datetime"), (PIPELINE,), default=None, null_is_absent=True),
-    Key("catchup", Boolean(), (PIPELINE,), default=False),
+    Key("catchup", Part("catchup", "boolean | {window: duration}"), (PIPELINE,), default=False),
+    Key("max_catchup_runs", Part("max_catchup_runs", f"integer 1..{MAX_CATCHUP_RUNS}"), (PIPELINE,), default=None),
     Key("max_active_runs", Integer(1, MAX_ACTIVE_RUNS), (PIPELINE,), default=1),
     Key("sla", Duration(positive=True), (PIPELINE,), default=None),
     *(Key(hook, Command(), (PIPELINE,), default=None, null_is_absent=True) for hook in _HOOKS),
@@ -282,6 +284,7 @@ KEYS: tuple[Key, ...] = (
     Key("fresh_by", Part("fresh_by", "HH:MM"), (ASSET,)),
     Key("timezone", Timezone(), (ASSET,), default="the pipeline's timezone"),
     Key("command", Command(), (FOREACH,)),
+    Key("window", Duration(positive=True), ("catchup",)),
 )
 
 class Rows(tuple):
@@ -323,6 +326,7 @@ SENSOR_ONLY_ROWS = tuple(k for k in OPTION_ROWS if k.sensor_only)
 MERGED_ROWS = tuple(k for k in OPTION_ROWS if k.merge)
 ASSET_ROWS, ASSET_KEYS = keys(ASSET), names(keys(ASSET))
 FOREACH_KEYS = names(keys(FOREACH))
+CATCHUP_KEYS = names(keys("catchup"))
 SCHEDULE_ROWS = {kind: keys(f"{kind} schedule") for kind in SCHEDULE_KINDS}
 HOOK_KEYS = _HOOKS
 SCHEDULE_KEYS = {kind: names(rows) for kind, rows in SCHEDULE_ROWS.items()}

@@ -453,6 +453,38 @@ class _FileSpec(NodeReader):
             return None
         return f"{int(hhmm.group(1)):02d}:{hhmm.group(2)}"
 
+    # -- catch-up -------------------------------------------------------------
+    def read_catchup(self, key: str, node: Node, scope: Templates) -> bool | None:
+        """``true``, ``false``, or ``{window: 3d}``: a catch-up bounded to the intervals that ended
+        within the window (the window lands in ``catchup_window``)."""
+        if isinstance(node, MappingNode):
+            m = self.mapping(node, "'catchup'") or {}
+            self.known_keys(m, K.CATCHUP_KEYS, " in catchup")
+            if "window" not in m:
+                if not m:  # an unknown key was reported above, with the likely spelling
+                    self.error(node, "'catchup' as a mapping needs 'window' (e.g. {window: 3d}); or write true or false")
+                return None
+            window = K.key("catchup", "window").value.read(self, "window", m["window"][1], scope)
+            if window is None:
+                return None
+            self.kw["catchup_window"] = window
+            return True
+        return self.boolean(key, node)
+
+    def read_max_catchup_runs(self, key: str, node: Node, scope: Templates) -> int | None:
+        """Bounds a catch-up to the newest N missed intervals; on its own it turns catch-up on, and
+        next to an explicit ``catchup: false`` it contradicts it."""
+        if is_kind(node, "null"):
+            return None
+        value = self.integer(key, node, 1, K.MAX_CATCHUP_RUNS)
+        if value is None:
+            return None
+        if "catchup" in self.top and self.kw.get("catchup") is False:
+            self.error(node, "'max_catchup_runs' bounds a catch-up, but this pipeline has 'catchup: false'")
+            return None
+        self.kw["catchup"] = True
+        return value
+
     # -- tasks ----------------------------------------------------------------
     def read_tasks(self, key: str, node: Node | None, scope: Templates) -> Any:
         if node is None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from pipectl.model.errors import StateError
 
 if TYPE_CHECKING:
-    from pipectl.model.records import (AssetLatest, Event, Failure, FileTrigger, FinishedRun, Pipeline,
+    from pipectl.model.records import (AssetLatest, CatchupSkip, Event, Failure, FileTrigger, FinishedRun, Pipeline,
                                        Run, SlaMiss, StateCount, TaskInstance, Try)
 APP_ID = 0x70697065  # "pipe": marks the file as ours, so a foreign SQLite file is refused
 
@@ -161,6 +161,21 @@ MIGRATIONS: list[str] = [
         ts REAL NOT NULL,
         UNIQUE(run, task)
     );
+    """,
+    # -- the missed intervals a bounded catch-up left out (first..last: logical dates, ISO UTC)
+    """
+    CREATE TABLE catchup_skips(
+        id INTEGER PRIMARY KEY,
+        pipeline TEXT NOT NULL,
+        first TEXT NOT NULL,
+        last TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        capped INTEGER NOT NULL DEFAULT 0,  -- count stopped at a cap: at least this many
+        bound TEXT NOT NULL,                 -- the spec's bound in its words, e.g. catchup window 3d
+        message TEXT NOT NULL,               -- what status shows
+        ts REAL NOT NULL
+    );
+    CREATE INDEX catchup_skips_by_pipeline ON catchup_skips(pipeline, last);
     """,
 ]
 
@@ -677,6 +692,27 @@ class Store:
                   task: str | None = None, message: str = "") -> None:
         self._x("INSERT INTO events(ts, pipeline, run, task, kind, message) VALUES (?, ?, ?, ?, ?, ?)",
                 (now, pipeline, run, task, kind, message))
+
+    def add_catchup_skip(self, pipeline: str, *, now: float, first: str, last: str, count: int, capped: bool,
+                         bound: str, message: str) -> None:
+        self._x("INSERT INTO catchup_skips(pipeline, first, last, count, capped, bound, message, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (pipeline, first, last, count, int(capped), bound, message, now))
+
+    def catchup_skips(self, pipeline: str, *, covering: str | None = None, since: float | None = None,
+                      limit: int = 5) -> list[CatchupSkip]:
+        """The newest skips of a pipeline: those recorded after ``since``, or the one whose range
+        holds logical date ``covering``."""
+        from pipectl.model.records import CatchupSkip
+        where, args = "pipeline = ?", [pipeline]
+        if covering is not None:
+            where += " AND last >= ? AND first <= ?"
+            args += [covering, covering]
+        if since is not None:
+            where += " AND ts >= ?"
+            args.append(since)
+        rows = self._t("SELECT pipeline, first, last, count, capped, bound, message, ts FROM catchup_skips "
+                       f"WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [CatchupSkip(r[0], _fromiso(r[1]), _fromiso(r[2]), r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
 
     def events_for_run(self, run_pk: int) -> list[Event]:
         return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE run = ? ORDER BY id", (run_pk,))]

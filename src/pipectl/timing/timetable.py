@@ -291,3 +291,62 @@ def due_intervals(
     e = tt.next_after(s)
     return [(s, e)] if e is not None and e <= now else []
 
+
+
+class CatchupSkip:
+    """The missed intervals a bounded catch-up leaves out: ``count`` of them, the first starting at
+    ``first`` and the last at ``last``; the catch-up resumes at ``resume``. ``count`` stops at
+    ``COUNT_CAP`` (``capped``): counting a year of minutely intervals would cost the tick seconds."""
+
+    COUNT_CAP = 100_000
+    __slots__ = ("first", "last", "resume", "count", "capped")
+
+    def __init__(self, first: datetime, last: datetime, resume: datetime, count: int, capped: bool):
+        self.first, self.last, self.resume, self.count, self.capped = first, last, resume, count, capped
+
+
+def bounded_catchup(
+    tt: Timetable,
+    lower: datetime | None,
+    now: datetime,
+    window: float | None,
+    max_runs: int | None,
+) -> CatchupSkip | None:
+    """What a catch-up bounded by ``window`` (seconds: keep the intervals that end after
+    ``now - window``) and ``max_runs`` (keep the newest N) skips of the intervals due since
+    ``lower``; None when it skips nothing. The most recent closed interval is always kept, so a
+    bound never runs less than ``catchup: false`` would."""
+    if lower is None:
+        return None
+    now = aware(now).astimezone(UTC)
+    last_end = tt.latest_at_or_before(now)
+    newest = tt.previous_before(last_end) if last_end is not None else None
+    first = lower if tt.fires_at(lower) else tt.next_after(lower)
+    if newest is None or first is None or first >= newest:
+        return None
+    resume = first
+    if window is not None:
+        # the interval holding the threshold is the oldest that ends after it
+        edge = tt.latest_at_or_before(now - timedelta(seconds=window))
+        if edge is not None and edge > resume:
+            resume = edge
+    if max_runs is not None:
+        s = newest
+        for _ in range(max_runs - 1):
+            p = tt.previous_before(s)
+            if p is None or p < first:
+                break
+            s = p
+        if s > resume:
+            resume = s
+    resume = min(resume, newest)
+    if resume <= first:
+        return None
+    count, s, last = 0, first, first
+    while s is not None and s < resume and count < CatchupSkip.COUNT_CAP:
+        count, last = count + 1, s
+        s = tt.next_after(s)
+    capped = s is not None and s < resume
+    if capped:
+        last = tt.previous_before(resume) or last
+    return CatchupSkip(first, last, resume, count, capped)

@@ -51,6 +51,7 @@ def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="
     if c.json:
         from pipectl.cli.render import print_json
         print_json({"busy": False, "fast": result.fast, "created": result.report.created,
+                    "skipped": result.report.skipped,
                     "launched": result.report.launched, "reaped": result.report.reaped,
                     "lost": result.report.lost, "retried": result.report.retried,
                     "finished_runs": result.report.finished_runs, "invalid": result.invalid})
@@ -211,6 +212,7 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
                 "last_run": run_object(store, last) if last else None,
                 "recent": [r.state for r in reversed(recent)],
                 "sla_misses": _sla_count(store, name),
+                "catchup_skips": _recent_skips(store, name, now),
             })
         last_tick = store.get_meta("last_tick") if store else None
     finally:
@@ -229,6 +231,19 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
         when = "never" if last_tick is None else f"{human_age(tick_age)} ago"
         _warn(c, f"ticks have stopped arriving (last tick: {when}); is the crontab line or timer installed? see `pipectl doctor`")
     _warn_backlog(c, [loaded.pipelines[n] for n in names if n in loaded.pipelines], now)
+
+
+SKIPS_SHOWN_FOR = 7 * 86400.0  # status lists a bounded catch-up's skips for a week
+
+
+def _recent_skips(store, name: str, now) -> list[dict]:
+    """The missed runs a bounded catch-up left out lately: on-call learns of them without asking."""
+    if store is None:
+        return []
+    from pipectl.timing.clock import iso
+    return [{"at": k.ts, "first": iso(k.first), "last": iso(k.last), "count": k.count, "capped": k.capped,
+             "bound": k.bound, "message": k.message}
+            for k in store.catchup_skips(name, since=now.timestamp() - SKIPS_SHOWN_FOR)]
 
 
 def _warn_backlog(c, pipelines, now) -> None:
@@ -339,6 +354,10 @@ def _print_status(c, out, last_tick, tick_age, late, now) -> None:
     for o in out:
         if o["sla_misses"]:
             con.print(f"{o['name']}: {o['sla_misses']} SLA miss(es); see `pipectl show {o['name']}`", markup=False)
+    for o in out:
+        for k in o["catchup_skips"]:
+            when = f"{render.local_time(k['at'], o['timezone'], now)} ({render.ago(k['at'], now)})"
+            con.print(f"{o['name']}: {when}: {k['message']}", soft_wrap=True, markup=False)
     for item in late:
         con.print(_late_words(item, now), soft_wrap=True, markup=False)
     tz = c.config().timezone

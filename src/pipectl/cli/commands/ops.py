@@ -380,7 +380,8 @@ def _pause(ctx: typer.Context, pipeline: str, paused: bool) -> None:
     elif paused:
         print(f"{p.name} paused: no new scheduled runs; work in progress finishes. `pipectl unpause {p.name}` resumes")
     else:
-        catch = "every missed interval runs (catchup)" if p.catchup else "the latest missed interval runs"
+        from pipectl.engine.catchup import catchup_words
+        catch = catchup_words(p)
         print(f"{p.name} unpaused: scheduling resumes now; {catch}")
 
 
