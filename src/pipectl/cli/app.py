@@ -525,6 +525,7 @@ from pipectl.cli.commands import events as _events  # noqa: E402,F401
 from pipectl.cli.commands import export as _export  # noqa: E402,F401
 from pipectl.cli.commands import imports as _imports  # noqa: E402,F401
 from pipectl.cli.commands import ops as _ops  # noqa: E402,F401
+from pipectl.cli.commands import simulate as _simulate  # noqa: E402,F401
 
 # --------------------------------------------------------------------------- entry point
 

@@ -123,6 +123,8 @@ class StepContext:
         self.deadline = deadline
         self.truncated = False
         self.stop_launching = False  # interrupted: nothing new starts
+        # what starts and watches processes: exec.executor, or a simulation's stand-in (ops.simulate)
+        self.executor = executor
         self.boot = executor.boot_id()
         self.me = (os.getpid(), executor.process_start(os.getpid()))
         self._specs: dict[tuple, Pipeline] = {}

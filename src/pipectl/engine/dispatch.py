@@ -76,7 +76,7 @@ def _dispatch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
     started = []
     for try_pk, launch, label in launches:
         try:
-            proc = executor.start(launch)
+            proc = ctx.executor.start(launch)
         except OSError as e:
             # cannot even start: record a failed try with the reason instead of a stuck instance
             write_private(launch.status_path, "127\n")
@@ -93,7 +93,7 @@ def _dispatch(ctx: StepContext, candidates: list[tuple], report: StepReport) -> 
     if started:
         with store.tx():
             for try_pk, pid in started:
-                store.mark_try_started(try_pk, pid, executor.process_start(pid))
+                store.mark_try_started(try_pk, pid, ctx.executor.process_start(pid))
 
 
 def previous_try_gone(ctx: StepContext, ti) -> bool:
@@ -107,7 +107,7 @@ def previous_try_gone(ctx: StepContext, ti) -> bool:
     if prev:
         if prev[-1].state in TRY_LIVE:
             return False  # still to be recorded
-        if not end_session(prev[-1]):
+        if not end_session(ctx, prev[-1]):
             ctx.log(f"{ti.task}: a process of try {n} would not die; its next try waits")
             return False
     ctx.gone.add((ti.id, n))

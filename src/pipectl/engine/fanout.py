@@ -28,33 +28,16 @@ def needs_expansion(task: Task, ti) -> bool:
 
 def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) -> bool:
     """Returns True when the run's task instances changed."""
-    from pipectl.spec.templates import runnable_command
     store = ctx.store
     now = ctx.clock.now()
     with store.tx():
         claimed = store.claim_ti_check(ti.id, now, now + FOREACH_TIMEOUT + 5)
     if claimed is None:
         return False
-    values = template_values(run, claimed, 0)
-    cwd = os.path.join(ctx.config.root, task.cwd) if task.cwd else ctx.config.root
-    error = None
-    items: list[str] = []
-    try:
-        command, refs = runnable_command(task.foreach.command, values)
-        env = task_environment(pipeline, task, values)
-        env.update(refs)
-        proc = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=FOREACH_TIMEOUT, start_new_session=True)
-        if proc.returncode != 0:
-            error = f"foreach command exited {proc.returncode}: {proc.stderr.strip()[-200:]}"
-        else:
-            items = [line for line in proc.stdout.splitlines() if line.strip()]
-    except subprocess.TimeoutExpired:
-        error = f"foreach command timed out after {FOREACH_TIMEOUT:g}s"
-    except OSError as e:
-        error = f"foreach command could not start: {e}"
-    except (ValueError, TypeError, UnicodeError) as e:  # e.g. a NUL byte from a param: fail this instance only
-        error = f"foreach command cannot be evaluated: {type(e).__name__}: {e}"
+    if ctx.executor.simulated:  # a rehearsal runs no command: its stub gives the items
+        items, error = ctx.executor.expand(run, task, ti), None
+    else:
+        items, error = _run_command(ctx, pipeline, task, template_values(run, claimed, 0))
     now = ctx.clock.now()
     with store.tx():
         cur = store.task_instance(ti.id)
@@ -73,3 +56,24 @@ def expand(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti, report) ->
                             message=f"{len(items)} items")
     ctx.log(f"foreach {run.pipeline} {run.ds} {ti.task}: " + (error or f"{len(items)} items"))
     return True
+
+
+def _run_command(ctx: StepContext, pipeline: Pipeline, task: Task, values: dict) -> tuple[list[str], str | None]:
+    """The items a foreach command prints, one per line; or why there are none."""
+    from pipectl.spec.templates import runnable_command
+    cwd = os.path.join(ctx.config.root, task.cwd) if task.cwd else ctx.config.root
+    try:
+        command, refs = runnable_command(task.foreach.command, values)
+        env = task_environment(pipeline, task, values)
+        env.update(refs)
+        proc = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=FOREACH_TIMEOUT, start_new_session=True)
+        if proc.returncode != 0:
+            return [], f"foreach command exited {proc.returncode}: {proc.stderr.strip()[-200:]}"
+        return [line for line in proc.stdout.splitlines() if line.strip()], None
+    except subprocess.TimeoutExpired:
+        return [], f"foreach command timed out after {FOREACH_TIMEOUT:g}s"
+    except OSError as e:
+        return [], f"foreach command could not start: {e}"
+    except (ValueError, TypeError, UnicodeError) as e:  # e.g. a NUL byte from a param: fail this instance only
+        return [], f"foreach command cannot be evaluated: {type(e).__name__}: {e}"

@@ -29,7 +29,7 @@ def task_environment(pipeline: Pipeline, task: Task, values: dict) -> dict[str, 
 
 def spawn(ctx: StepContext, command: str, env: dict[str, str], log_path: str, label: str) -> None:
     """Start a hook detached; this process waits for it before it exits (see step.drive)."""
-    proc = executor.run_hook(command, cwd=ctx.config.root, env=env, log_path=log_path, label=label)
+    proc = ctx.executor.run_hook(command, cwd=ctx.config.root, env=env, log_path=log_path, label=label)
     if proc is not None:
         ctx.children[proc.pid] = proc
 

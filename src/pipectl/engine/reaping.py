@@ -24,21 +24,21 @@ def reap(ctx: StepContext, report: StepReport) -> set[int]:
     for t in ctx.store.active_tries():
         if ctx.out_of_time():
             break
-        status = executor.read_status(t.status_path)
+        status = ctx.executor.read_status(t.status_path)
         if status is not None:
             _record(ctx, t, status, report)
             dirty.add(t.run)
             continue
         if t.state == STARTING:
-            if executor.is_alive(t.launcher_pid, t.launcher_start, t.boot_id):
+            if ctx.executor.is_alive(t.launcher_pid, t.launcher_start, t.boot_id):
                 continue
             t = _unrecorded(ctx, t)
             if t is None:
                 continue
-        elif executor.is_alive(t.pid, t.pid_start, t.boot_id):
+        elif ctx.executor.is_alive(t.pid, t.pid_start, t.boot_id):
             continue
         # the wrapper may have written its status between our two looks
-        _record(ctx, t, executor.read_status(t.status_path), report)
+        _record(ctx, t, ctx.executor.read_status(t.status_path), report)
         dirty.add(t.run)
     return dirty
 
@@ -70,7 +70,7 @@ def _record(ctx: StepContext, t, status: tuple | None, report: StepReport) -> No
             store.add_event("task_failed" if ended else "hook_failed", now=now, pipeline=pipe,
                             run=t.run, task=t.task, message=message)
         if ended:
-            executor.discard_status(t.status_path)
+            ctx.executor.discard_status(t.status_path)
             report.reaped.append(f"{pipe} {t.task} try {t.try_number} {message}")
         ctx.log(f"{pipe} {t.task} try {t.try_number}: {message}")
 
@@ -79,13 +79,13 @@ def _unrecorded(ctx: StepContext, t):
     """A starting try whose launcher died before recording its wrapper: adopt a live
     wrapper (None: nothing more to do now), or return the try as it is to be lost --
     still ``starting`` if nothing of it ever ran, ``running`` with its session if it did."""
-    outcome, pid = executor.unrecorded_try(t.status_path)
+    outcome, pid = ctx.executor.unrecorded_try(t.status_path)
     if outcome == "wait":
         return None
     if outcome == "never":
         return t
-    alive = executor.is_wrapper(pid, t.status_path)
-    start = executor.process_start(pid) if alive else None
+    alive = ctx.executor.is_wrapper(pid, t.status_path)
+    start = ctx.executor.process_start(pid) if alive else None
     # "-" matches no start time: the session is named, and its leader is known to be gone
     start = start if start is not None else "-"
     with ctx.store.tx():
@@ -96,15 +96,15 @@ def _unrecorded(ctx: StepContext, t):
     return t._replace(state=RUNNING, pid=pid, pid_start=start)
 
 
-def end_session(t) -> bool:
+def end_session(ctx: StepContext, t) -> bool:
     """Kill what is left of a try's session; True once nothing of it runs."""
     sid, start = t.pid, t.pid_start
     if not sid:
-        claim = executor.read_claim(t.status_path)
+        claim = ctx.executor.read_claim(t.status_path)
         if not claim:
             return True  # it never ran
         sid, start = claim, None
-    return executor.end_session(sid, start, t.boot_id, t.status_path)
+    return ctx.executor.end_session(sid, start, t.boot_id, t.status_path)
 
 
 def _finish(ctx: StepContext, t, exit_code: int, end: float, report: StepReport) -> None:
@@ -122,14 +122,14 @@ def _finish(ctx: StepContext, t, exit_code: int, end: float, report: StepReport)
         # start; only the mtime's coarse clock (up to a jiffy behind) says less
         end = max(end, t.start + t.timeout + 0.001)
     # the try has ended: nothing of it outlives it (a retry waits if something would not die)
-    end_session(t)
+    end_session(ctx, t)
     with store.tx():
         ti = store.task_instance(t.ti)
         if not store.finish_try(t.id, SUCCESS if exit_code == 0 else FAILED, now=end,
                                 exit_code=exit_code, reason=reason):
             return
         hook = settle(ctx, run, ti, task, t.try_number, exit_code, reason, end, report)
-    executor.discard_status(t.status_path)
+    ctx.executor.discard_status(t.status_path)
     if t.pid in ctx.children:
         ctx.recorded.add(t.pid)
     report.reaped.append(f"{ctx.run_label(run)} {t.task} try {t.try_number} exit {exit_code}")
@@ -144,8 +144,8 @@ def _lose(ctx: StepContext, t, report: StepReport) -> None:
     task = pipeline.tasks[t.base]
     # the wrapper is gone, but the task it started may not be: never let it run beside a retry.
     # (A live process at that pid with another start time reused it: a stranger, not ours.)
-    if end_session(t) and t.pid:
-        executor.discard_status(t.status_path)  # its claim: that wrapper cannot come back
+    if end_session(ctx, t) and t.pid:
+        ctx.executor.discard_status(t.status_path)  # its claim: that wrapper cannot come back
     now = ctx.clock.now()
     with store.tx():
         ti = store.task_instance(t.ti)

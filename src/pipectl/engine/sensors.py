@@ -69,6 +69,8 @@ def _file_ready(path: str, min_size: int | None, is_glob: bool) -> bool:
 
 def poke(ctx: StepContext, run, pipeline: Pipeline, task: Task, ti) -> bool:
     """One check: True when ready, False when not yet; SensorError when the sensor is broken."""
+    if ctx.executor.simulated:  # a rehearsal checks nothing outside: its stub answers
+        return ctx.executor.poke(run, task, ti)
     values = template_values(run, ti, ti.try_number)
     s = task.sensor
     root = os.path.join(ctx.config.root, task.cwd) if task.cwd else ctx.config.root

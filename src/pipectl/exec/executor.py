@@ -30,6 +30,9 @@ from pathlib import Path
 
 from pipectl.state.files import current_umask, private_dir, private_open
 KILL_GRACE = 2.0  # seconds between TERM and KILL on timeout
+# the engine reaches this module as ``ctx.executor``; a rehearsal (ops.simulate) puts a virtual
+# stand-in there, which says so here and pokes sensors and expands foreach commands itself
+simulated = False
 WRAPPER = str(Path(__file__).with_name("wrapper.sh"))
 _BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 

@@ -714,6 +714,14 @@ class Store:
                        f"WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [CatchupSkip(r[0], _fromiso(r[1]), _fromiso(r[2]), r[3], bool(r[4]), r[5], r[6], r[7]) for r in rows]
 
+    def max_event_id(self) -> int:
+        row = self._one("SELECT max(id) FROM events")
+        return (row[0] if row else None) or 0
+
+    def events_after(self, event_id: int) -> list[Event]:
+        """Every event written after event ``event_id``, in order (a rehearsal's timeline)."""
+        return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE id > ? ORDER BY id", (event_id,))]
+
     def events_for_run(self, run_pk: int) -> list[Event]:
         return [Event(*r) for r in self._t(f"SELECT {_EVENT_COLS} FROM events WHERE run = ? ORDER BY id", (run_pk,))]
 

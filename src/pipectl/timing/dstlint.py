@@ -26,6 +26,25 @@ def _transitions(tz, start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
+def offset_changes(tz: str | None, start: datetime, end: datetime) -> list[str]:
+    """Each change of ``tz``'s UTC offset in [start, end), in words: ``America/New_York:
+    2026-03-08 02:00 EST -> 03:00 EDT (clocks go forward 1h)``."""
+    tzinfo = zone(tz)
+    if tzinfo is UTC:
+        return []
+    out = []
+    for at in _transitions(tzinfo, aware(start), aware(end)):
+        before = (at - timedelta(seconds=1)).astimezone(tzinfo)
+        after = at.astimezone(tzinfo)
+        shift = after.utcoffset() - before.utcoffset()
+        wall_before = (at + before.utcoffset()).replace(tzinfo=None)
+        way = "forward" if shift > timedelta(0) else "back"
+        hours = abs(shift.total_seconds()) / 3600
+        out.append(f"{tz}: {wall_before:%Y-%m-%d %H:%M} {before.tzname()} -> {after:%H:%M} {after.tzname()} "
+                   f"(clocks go {way} {hours:g}h)")
+    return out
+
+
 def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
