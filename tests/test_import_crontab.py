@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from conftest import REPO, make_project, run_cli
-from harness import fake_crontab
+from harness import call_cli, fake_crontab
 from cronsim import CronSim
 
 from pipectl.ops.import_crontab import parse_crontab, split_percent
@@ -48,7 +48,7 @@ def _oracle(line: str, tz: str, system: bool = False) -> list[datetime]:
 
 
 def _next(project: Path, name: str) -> list[datetime]:
-    r = run_cli("--project", project, "--now", NOW, "next", name, "--count", COUNT, "--json")
+    r = call_cli("--project", project, "--now", NOW, "next", name, "--count", COUNT, "--json")
     assert r.returncode == 0, r.stderr
     return [datetime.fromisoformat(i["fire_time"]) for i in json.loads(r.stdout)]
 

@@ -247,8 +247,9 @@ def test_soak_kill_bounded(tmp_path):
     soak_kill = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak_kill)
     seed = int(os.environ.get("PIPECTL_TEST_SEED", "20260405"))
-    r = soak_kill.soak(kills=20, seed=seed, sleep=0.05, window=0.6, workdir=str(tmp_path))
-    assert r["kills"] == 20
+    # eight kills exercise the mechanism in the suite; `bench/soak_kill.py --kills 200` is the soak
+    r = soak_kill.soak(kills=8, seed=seed, sleep=0.05, window=0.6, workdir=str(tmp_path))
+    assert r["kills"] == 8
     assert (r["lost"], r["doubles"], r["stuck"], r["orphans"], r["integrity"]) == ([], [], [], [], "ok"), \
         soak_kill.verdict(r)
     assert r["runs"] > 0 and r["starts"] > 0
