@@ -14,6 +14,7 @@ import pytest
 from conftest import QUICKSTART, call_cli, make_project, run_cli
 
 from pipectl.cli import app as cli
+from pipectl.cli import main as cli_main
 from pipectl.model.errors import ConfigError, UsageError
 ERROR_LINE = re.compile(r"^pipectl: error: \S.*$")
 SPEC_LINE = re.compile(r"^(?P<file>[^:\n]+\.ya?ml):(?P<line>\d+):(?P<col>\d+): \S.*$")
@@ -113,7 +114,7 @@ def test_missing_project_is_one_line_exit_2(tmp_path):
 
 def _main(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(argv)
+        cli_main.main(argv)
     out, err = capsys.readouterr()
     return exc.value.code, out, err
 
@@ -292,7 +293,7 @@ def test_unknown_pipeline_is_a_usage_error(tmp_path):
 # --------------------------------------------------------------------------- helpers
 
 def test_hoist_global_options():
-    h = cli.hoist_global_options
+    h = cli_main.hoist_global_options
     assert h(["runs", "p", "--json"]) == ["--json", "runs", "p"]
     assert h(["tick", "--now", "2026-04-05", "--wait"]) == ["--now", "2026-04-05", "tick", "--wait"]
     assert h(["tick", "--project=x"]) == ["--project=x", "tick"]
@@ -325,7 +326,7 @@ def test_parse_date_arg():
 
 
 def test_cli_import_stays_lean():
-    code = ("import sys, pipectl.cli.app; heavy = {'rich', 'yaml', 'croniter', 'sqlite3', 'filelock', 'pydantic'};"
+    code = ("import sys, pipectl.cli.main; heavy = {'rich', 'yaml', 'croniter', 'sqlite3', 'filelock', 'pydantic'};"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -385,7 +386,7 @@ def test_quickstart_clean_without_raw_fails_and_uses_pipectl_ds(quickstart):
 @pytest.mark.parametrize("args", [["cron", "0 2 * * *", "--json", "-n", "2"],
                                   ["--project", str(QUICKSTART), "validate"]])
 def test_commands_do_not_import_pydantic(args):
-    # typer coerces parameters with pydantic (~65 ms to import); cli.install_fast_coercion avoids it
+    # typer coerces parameters with pydantic (~65 ms to import); cli_main.install_fast_coercion avoids it
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipectl", *args], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     imported = {ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}

@@ -114,17 +114,8 @@ def test_cycle_finder_finds_a_lazy_cycle():
     assert cycles(graph) == [["pipectl.a", "pipectl.b", "pipectl.c"]]
 
 
-def _typer_registration(cycle: list[str]) -> bool:
-    """The one cycle still tolerated: ``cli/app.py`` imports its command modules at its end so
-    that ``pipectl.cli.app.app`` carries every command, and each command module imports the
-    ``app`` it registers on (and the option types and helpers beside it). Inside the cli
-    layer only; breaking it means splitting the typer app from its helpers (cli/ is being
-    reworked by the records change at the same time)."""
-    return "pipectl.cli.app" in cycle and all(m.startswith("pipectl.cli.") for m in cycle)
-
-
 def test_no_import_cycles():
-    found = [c for c in cycles(import_graph()) if not _typer_registration(c)]
+    found = cycles(import_graph())
     assert found == [], "import cycles (module and function-level imports alike): " + "; ".join(
         " <-> ".join(c) for c in found)
 

@@ -2,7 +2,7 @@
 
 Each world is built once per module (real ticks with a frozen clock; the 100k-task-
 instance history through the store API in one transaction). The commands run
-in-process through ``pipectl.cli.app.main`` (a subprocess per cell would cost minutes);
+in-process through ``pipectl.cli.main.main`` (a subprocess per cell would cost minutes);
 a spot check per world runs the real CLI in a subprocess to keep the two honest.
 
 A cell passes when the command exits 0 (doctor: 0 or 1, its verdict), prints no

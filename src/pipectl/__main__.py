@@ -12,7 +12,7 @@ def main() -> None:
         code = quick(sys.argv[1:])
         if code is not None:
             sys.exit(code)
-    from pipectl.cli.app import main as cli_main
+    from pipectl.cli.main import main as cli_main
     cli_main()
 
 

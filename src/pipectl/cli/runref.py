@@ -49,7 +49,7 @@ def resolve_pipeline(loaded, store, name: str) -> Resolved:
     state file knows (the newest run's snapshot, else the last valid spec a tick
     saw), so history stays readable; with no history the spec's own error stands.
     """
-    from pipectl.cli.app import resolve_pipeline as strict
+    from pipectl.cli.args import resolve_pipeline as strict
     if name in loaded.pipelines:
         return Resolved(loaded.pipelines[name])
     invalid = getattr(loaded, "invalid", {}) or {}
@@ -68,7 +68,7 @@ def resolve_pipeline(loaded, store, name: str) -> Resolved:
 
 def _parse_at(value: str, tz: str, day: date | None) -> datetime:
     """``--at``: an ISO datetime (naive = the pipeline's timezone), or ``HH:MM[:SS]`` on ``--date``'s day."""
-    from pipectl.cli.app import parse_date_arg, zone
+    from pipectl.cli.args import parse_date_arg, zone
     text = value.strip()
     if len(text) in (5, 8) and ":" in text and "T" not in text and "-" not in text:
         try:
@@ -87,7 +87,7 @@ def _parse_at(value: str, tz: str, day: date | None) -> datetime:
 
 def label(run, tz: str) -> str:
     """A run as a person names it: its logical date in the pipeline's zone, to the minute (second if needed)."""
-    from pipectl.cli.app import zone
+    from pipectl.cli.args import zone
     dt = run.logical_date.astimezone(zone(tz))
     return dt.strftime("%Y-%m-%d %H:%M" + (":%S" if dt.second else ""))
 
@@ -101,7 +101,7 @@ def find_run(store, pipeline, date_: str | date | None = None, run_id: str | Non
     picking the newest silently shows the wrong run. Nothing given: the newest run
     (or a UsageError when ``latest`` is False).
     """
-    from pipectl.cli.app import parse_date_arg
+    from pipectl.cli.args import parse_date_arg
     name, tz = pipeline.name, pipeline.timezone
     if store is None and not (run_id or date_ or at):
         raise NoRuns(f"{name} has no runs yet")
