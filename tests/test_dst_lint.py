@@ -10,7 +10,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import make_project, run_cli
+from conftest import call_cli, make_project
 
 from pipectl.timing.clock import to_local
 from pipectl.timing.dstlint import dst_notes
@@ -99,27 +99,27 @@ WARNINGS = [
 
 def test_validate_warns_and_strict_fails(tmp_path):
     proj = make_project(tmp_path, SPECS)
-    r = run_cli("--project", proj, "--now", NOW, "validate")
+    r = call_cli("--project", proj, "--now", NOW, "validate")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [f"pipectl: warning: {w}" for w in WARNINGS]
     assert len(r.stdout.splitlines()) == 4
-    strict = run_cli("--project", proj, "--now", NOW, "validate", "--strict")
+    strict = call_cli("--project", proj, "--now", NOW, "validate", "--strict")
     assert strict.returncode == 1
     assert strict.stderr.splitlines() == [f"pipectl: error: {w}" for w in WARNINGS]
-    js = run_cli("--project", proj, "--now", NOW, "validate", "--json")
+    js = call_cli("--project", proj, "--now", NOW, "validate", "--json")
     assert js.returncode == 0 and json.loads(js.stdout)["warnings"] == WARNINGS
 
 
 def test_next_warns_and_strict_fails(tmp_path):
     proj = make_project(tmp_path, SPECS)
-    r = run_cli("--project", proj, "--now", NOW, "next", "nightly", "--count", "1")
+    r = call_cli("--project", proj, "--now", NOW, "next", "nightly", "--count", "1")
     assert r.returncode == 0, r.stderr
     assert r.stderr.splitlines() == [f"pipectl: warning: {WARNINGS[0]}"]
     assert r.stdout.splitlines()[0] == "nightly: at 02:30 every day (America/New_York); times in America/New_York"
-    js = run_cli("--project", proj, "--now", NOW, "next", "nightly", "--count", "1", "--json", "--strict")
+    js = call_cli("--project", proj, "--now", NOW, "next", "nightly", "--count", "1", "--json", "--strict")
     assert js.returncode == 1
     assert json.loads(js.stdout)[0]["fire_time"] == "2026-01-15T07:30:00+00:00"
     assert js.stderr.splitlines() == [f"pipectl: error: {WARNINGS[0]}"]
     for quiet in ("utc", "interval"):
-        q = run_cli("--project", proj, "--now", NOW, "next", quiet, "--strict")
+        q = call_cli("--project", proj, "--now", NOW, "next", quiet, "--strict")
         assert (q.returncode, q.stderr) == (0, ""), quiet

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from conftest import QUICKSTART, REPO, make_project, run_cli
+from conftest import QUICKSTART, REPO, call_cli, make_project
 from pipectl.export.airflow import WARNING_HEAD, jinja_string, support_source
 from pipectl.spec.templates import shell_command
 
@@ -19,7 +19,7 @@ PROBE = REPO / "tests" / "fixtures" / "export_probe"
 
 def export(project, out, *args, env=None):
     # from the project's directory: spec files are shown relative to it, as `validate` shows them
-    return run_cli("--project", project, "--now", NOW, "export", "airflow", *args, "--out", out, env=env, cwd=project)
+    return call_cli("--project", project, "--now", NOW, "export", "airflow", *args, "--out", out, env=env, cwd=project)
 
 
 def test_quickstart_exports_a_dag_the_support_module_and_its_pools(tmp_path):
@@ -177,14 +177,14 @@ def test_three_cadences_needs_lossy_for_its_fallback_list_and_fresh_by(tmp_path)
 ])
 def test_bad_usage_exits_2_and_writes_nothing(tmp_path, args, code, message):
     out = tmp_path / "dags"
-    res = run_cli("--project", QUICKSTART, "export", "airflow", *args, "--out", out)
+    res = call_cli("--project", QUICKSTART, "export", "airflow", *args, "--out", out)
     assert res.returncode == code
     assert res.stderr.strip() == f"pipectl: error: {message}" or message in res.stderr
     assert not out.exists()
 
 
 def test_missing_out_is_bad_usage(tmp_path):
-    res = run_cli("--project", QUICKSTART, "export", "airflow")
+    res = call_cli("--project", QUICKSTART, "export", "airflow")
     assert res.returncode == 2 and "missing --out DIR" in res.stderr
 
 

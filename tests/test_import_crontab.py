@@ -34,7 +34,7 @@ NICK = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *
 
 def _import(tmp_path, fixture, *args, out="proj", **kw):
     target = tmp_path / out
-    r = run_cli("import", "crontab", str(FIXTURES / fixture), "--out", target, "--timezone", "UTC", *args, **kw)
+    r = call_cli("import", "crontab", str(FIXTURES / fixture), "--out", target, "--timezone", "UTC", *args, **kw)
     return r, target
 
 
@@ -139,7 +139,7 @@ def test_realistic_crontab_becomes_valid_pipelines_with_chains(tmp_path):
         f"pipectl: not imported: {src}:25: @reboot /opt/tools/warm_cache.sh: @reboot runs once at boot; "
         "pipectl has no boot trigger, so it stays with cron (or a systemd unit)"]
     assert "warm_cache" not in "".join(p.read_text() for p in (proj / "pipelines").glob("*.yaml"))
-    v = run_cli("--project", proj, "--now", "2026-04-01T00:00:00Z", "validate")
+    v = call_cli("--project", proj, "--now", "2026-04-01T00:00:00Z", "validate")
     assert v.returncode == 0, v.stderr
     assert len(v.stdout.splitlines()) == 11
 
@@ -174,7 +174,7 @@ def test_every_syntax_keeps_its_fire_times(tmp_path):
     for p in out["pipelines"]:
         (no,) = p["lines"]
         assert _next(proj, p["name"]) == _oracle(raw[no - 1], zones[no]), (no, raw[no - 1])
-    assert run_cli("--project", proj, "--now", NOW, "validate").returncode == 0
+    assert call_cli("--project", proj, "--now", NOW, "validate").returncode == 0
 
 
 def test_variables_apply_to_the_lines_after_them(tmp_path):
@@ -242,7 +242,7 @@ def test_percent_stdin_reaches_every_command_of_the_line(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     crontab = f'HOME={home}\n0 4 * * * read -r first; echo "$first" > first.txt; cat > rest.txt%line one%50\\% off%%last\n'
-    r = run_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC", input=crontab)
+    r = call_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC", input=crontab)
     assert r.returncode == 0, r.stderr
     run = run_cli("--project", tmp_path / "proj", "--now", NOW, "run", "read")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -253,7 +253,7 @@ def test_percent_stdin_reaches_every_command_of_the_line(tmp_path):
 # --------------------------------------------------------------------------- refusals and projects
 
 def test_a_line_cron_would_reject_changes_nothing(tmp_path):
-    r = run_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC",
+    r = call_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC",
                 input="0 2 * * * ok\n61 2 * * * bad minute\n")
     assert r.returncode == 1
     assert r.stderr.splitlines() == ["pipectl: error: stdin:2: bad cron expression '61 2 * * *': "
@@ -262,7 +262,7 @@ def test_a_line_cron_would_reject_changes_nothing(tmp_path):
 
 
 def test_only_reboot_lines_is_an_error_and_writes_nothing(tmp_path):
-    r = run_cli("import", "crontab", "-", "--out", tmp_path / "proj", input="@reboot /usr/bin/warm\n")
+    r = call_cli("import", "crontab", "-", "--out", tmp_path / "proj", input="@reboot /usr/bin/warm\n")
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == (
         "pipectl: error: nothing to import from stdin (line 1: @reboot runs once at boot; pipectl has no boot "
@@ -271,7 +271,7 @@ def test_only_reboot_lines_is_an_error_and_writes_nothing(tmp_path):
 
 
 def test_a_template_in_a_command_is_refused_not_rewritten(tmp_path):
-    r = run_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC", "--json",
+    r = call_cli("import", "crontab", "-", "--out", tmp_path / "proj", "--timezone", "UTC", "--json",
                 input="0 1 * * * echo '{{ x }}'\n0 2 * * * /bin/true\n")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -283,12 +283,12 @@ def test_a_template_in_a_command_is_refused_not_rewritten(tmp_path):
 def test_import_into_an_existing_project_avoids_taken_names(tmp_path):
     proj = make_project(tmp_path / "proj", {"backup": "schedule: '@daily'\ntasks:\n  a:\n    run: 'true'\n"})
     before = (proj / "pipectl.toml").read_text()
-    r = run_cli("import", "crontab", "-", "--out", proj, "--timezone", "UTC",
+    r = call_cli("import", "crontab", "-", "--out", proj, "--timezone", "UTC",
                 input="0 5 * * * /usr/local/bin/backup.sh\n")
     assert r.returncode == 0, r.stderr
     assert (proj / "pipectl.toml").read_text() == before
     assert yaml.safe_load((proj / "pipelines" / "backup_2.yaml").read_text())["name"] == "backup_2"
-    assert run_cli("--project", proj, "validate").returncode == 0
+    assert call_cli("--project", proj, "validate").returncode == 0
 
 
 def test_no_chains_keeps_one_pipeline_per_line(tmp_path):
@@ -318,7 +318,7 @@ USER_TAB = "MAILTO=me@example.com\n0 1 * * * /opt/etl/extract.sh\n0 2 * * * /opt
 
 def _round_trip(tmp_path, env, read_table):
     proj = tmp_path / "proj"
-    r = run_cli("import", "crontab", "--out", proj, "--timezone", "UTC", "--uninstall-originals", env=env)
+    r = call_cli("import", "crontab", "--out", proj, "--timezone", "UTC", "--uninstall-originals", env=env)
     assert r.returncode == 0, r.stderr
     root = str(proj.resolve())
     tag = f"#pipectl-import:{root}"
@@ -331,12 +331,12 @@ def _round_trip(tmp_path, env, read_table):
                           f"{tag}:line# 0 2 * * * /opt/etl/clean.sh", "@reboot /opt/warm.sh"]
     assert len(lines) == 8 and lines[7].startswith("* * * * * ") and lines[7].endswith(f"# pipectl:{root}")
     assert "crontab: 2 imported lines commented out; tick line installed" in r.stdout
-    assert run_cli("--project", proj, "validate").returncode == 0
-    back = run_cli("--project", proj, "import", "crontab", "--restore-originals", env=env)
+    assert call_cli("--project", proj, "validate").returncode == 0
+    back = call_cli("--project", proj, "import", "crontab", "--restore-originals", env=env)
     assert back.returncode == 0, back.stderr
     assert back.stdout == "crontab: 2 lines restored; pipectl's tick line removed\n"
     assert read_table() == USER_TAB
-    again = run_cli("--project", proj, "import", "crontab", "--restore-originals", env=env)
+    again = call_cli("--project", proj, "import", "crontab", "--restore-originals", env=env)
     assert again.stdout == "crontab: nothing imported from it into this project; nothing changed\n"
 
 
@@ -371,7 +371,7 @@ def test_uninstall_originals_and_restore_with_the_real_crontab(tmp_path):
 
 
 def test_uninstall_originals_needs_the_users_crontab(tmp_path):
-    r = run_cli("import", "crontab", str(FIXTURES / "realistic.crontab"), "--out", tmp_path / "p",
+    r = call_cli("import", "crontab", str(FIXTURES / "realistic.crontab"), "--out", tmp_path / "p",
                 "--uninstall-originals")
     assert r.returncode == 2
     assert r.stderr.strip() == ("pipectl: error: --uninstall-originals works on your crontab (`crontab -l`); "
