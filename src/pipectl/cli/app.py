@@ -206,6 +206,18 @@ LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_COUNT, he
 
 # --------------------------------------------------------------------------- global options
 
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        number = version("pipectl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        number = "unknown"
+    print(f"{PROG} {number}")
+    raise typer.Exit()
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -217,6 +229,8 @@ def _global(
         help="The scheduler's \"now\" (default: $PIPECTL_NOW, else the clock); naive means UTC.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: NO_COLOR set).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=lambda v: _print_version(v), is_eager=True,
+                                          help="Print pipectl's version and exit.")] = False,
 ) -> None:
     """Global options, kept in a :class:`Ctx` on ``ctx.obj`` for every command."""
     color = not no_color and not os.environ.get("NO_COLOR")
@@ -327,8 +341,12 @@ def graph(
     date_: DateOpt = None,
     at: AtOpt = None,
     run_id: RunIdOpt = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="text|dot|mermaid",
+                                     help="text (default), Graphviz dot, or a Mermaid flowchart.")] = "text",
 ) -> None:
     """Draw a pipeline's tasks in dependency layers (coloured by state with --date)."""
+    if fmt not in ("text", "dot", "mermaid"):
+        raise UsageError(f"--format must be text, dot or mermaid; got {fmt!r}")
     c = get_ctx(ctx)
     states = None
     if date_ or at or run_id:
@@ -346,6 +364,9 @@ def graph(
     from pipectl.cli import render
     if c.json:
         render.print_json(render.graph_data(p, states))
+        return
+    if fmt != "text":
+        print(render.graph_text(p, fmt, states))
         return
     c.console().print(render.graph(p, states))
 

@@ -393,6 +393,30 @@ def graph_data(pipeline: Any, states: Mapping[str, str] | None = None) -> dict:
     }
 
 
+def graph_text(pipeline: Any, fmt: str, states: Mapping[str, str] | None = None) -> str:
+    """The DAG as Graphviz ``dot`` or a Mermaid flowchart, one edge per line, tasks in file order.
+    Names are quoted, so any task name is a node id; with ``states`` each node says its state."""
+    def label(name: str) -> str:
+        state = _state_of(name, states) if states is not None else None
+        return f"{name} ({state})" if state else name
+
+    def q(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    names = list(pipeline.tasks)
+    edges = [(up, name) for name, t in pipeline.tasks.items() for up in t.needs]
+    if fmt == "dot":
+        lines = [f"digraph {q(pipeline.name)} {{", "  rankdir=LR;"]
+        lines += [f"  {q(n)} [label={q(label(n))}];" for n in names]
+        lines += [f"  {q(a)} -> {q(b)};" for a, b in edges]
+        return "\n".join(lines + ["}"])
+    ids = {n: f"t{i}" for i, n in enumerate(names)}  # mermaid ids are words; the label carries the name
+    lines = ["flowchart LR"]
+    lines += ['  ' + ids[n] + '["' + label(n).replace('"', "#quot;") + '"]' for n in names]
+    lines += [f"  {ids[a]} --> {ids[b]}" for a, b in edges]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- JSON
 
 def _json_default(o: Any) -> Any:

@@ -1,0 +1,56 @@
+"""Conventions users expect of a command-line tool: --version, and graph in formats other tools read."""
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from harness import Project
+
+FAN_IN = """\
+schedule: "0 2 * * *"
+start_date: 2026-04-01
+tasks:
+  extract_a: {run: "true"}
+  extract_b: {run: "exit 3"}
+  join: {run: "true", needs: [extract_a, extract_b]}
+"""
+
+
+def test_version_prints_the_installed_version_and_exits_0(tmp_path):
+    project = Project(tmp_path, {})
+    r = project.cli("--version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"pipectl {version('pipectl')}\n", "")
+
+
+def test_graph_as_dot_and_mermaid(tmp_path):
+    project = Project(tmp_path, {"fan": FAN_IN})
+    assert project.ok("graph", "fan", "--format", "dot").stdout == (
+        'digraph "fan" {\n'
+        "  rankdir=LR;\n"
+        '  "extract_a" [label="extract_a"];\n'
+        '  "extract_b" [label="extract_b"];\n'
+        '  "join" [label="join"];\n'
+        '  "extract_a" -> "join";\n'
+        '  "extract_b" -> "join";\n'
+        "}\n")
+    assert project.ok("graph", "fan", "--format", "mermaid").stdout == (
+        "flowchart LR\n"
+        '  t0["extract_a"]\n'
+        '  t1["extract_b"]\n'
+        '  t2["join"]\n'
+        "  t0 --> t2\n"
+        "  t1 --> t2\n")
+
+
+def test_graph_of_a_run_labels_each_task_with_its_state(tmp_path):
+    project = Project(tmp_path, {"fan": FAN_IN})
+    assert project.cli("tick", "--wait", now="2026-04-02T03:00:00Z").returncode == 1  # extract_b fails
+    out = project.ok("graph", "fan", "--date", "2026-04-01", "--format", "mermaid", now="2026-04-02T03:01:00Z").stdout
+    assert out.splitlines()[1:4] == ['  t0["extract_a (success)"]', '  t1["extract_b (failed)"]',
+                                     '  t2["join (upstream_failed)"]']
+
+
+def test_an_unknown_graph_format_gets_one_line_and_exit_2(tmp_path):
+    project = Project(tmp_path, {"fan": FAN_IN})
+    r = project.cli("graph", "fan", "--format", "svg")
+    assert r.returncode == 2
+    assert r.stderr == "pipectl: error: --format must be text, dot or mermaid; got 'svg'\n"
