@@ -49,7 +49,8 @@ def test_keys_per_place():
         "params", "env", "env_file", "defaults", "tasks", "edges", "sla", "on_failure", "on_retry", "on_success",
         "on_sla_miss", "assets", "max_catchup_runs"}
     options = {"retries", "retry_delay", "retry_backoff", "max_retry_delay", "retry_on_exit_codes",
-               "no_retry_exit_codes", "timeout", "trigger_rule", "env", "cwd", "pool", "priority", "sla",
+               "no_retry_exit_codes", "timeout", "trigger_rule", "skip_exit_codes", "env", "cwd", "pool",
+                   "priority", "sla",
                "on_failure", "on_retry", "on_success", "on_sla_miss", "poke_interval", "soft_fail"}
     assert set(K.TASK_OPTION_KEYS) == options
     assert set(TASK_KEYS) == options | {"run", "needs", "sensor", "foreach", "produces"}

@@ -189,6 +189,9 @@ def test_each_dag_matches_the_pipeline_attribute_by_attribute(exported):
                 for n in range(1, 12):
                     assert c.retry_policy.delay(n) == r.delay(n), (p.name, tname, n)
                 assert c.no_retry_exit_codes == tuple(r.no_retry_exit_codes)
+                assert c.skip_exit_codes == tuple(spec.skip_exit_codes)
+                if spec.skip_exit_codes:
+                    checked.add("skip_exit_codes")
                 assert c.retry_on_exit_codes == r.retry_on_exit_codes
                 assert seconds(c.execution_timeout) == spec.timeout
                 assert c.cwd == (os.path.join(config.root, spec.cwd) if spec.cwd else config.root)
@@ -211,7 +214,8 @@ def test_each_dag_matches_the_pipeline_attribute_by_attribute(exported):
     assert checked >= {"sensor:file", "sensor:http", "sensor:command", "sensor:task", "run:string", "run:list",
                        "foreach:command", "foreach:list", "hook:on_failure", "hook:on_retry", "hook:on_success",
                        "trigger_rule:all_success", "trigger_rule:all_done", "trigger_rule:one_failed",
-                       "trigger_rule:one_success", "trigger_rule:none_failed", "trigger_rule:all_failed"}
+                       "trigger_rule:one_success", "trigger_rule:none_failed", "trigger_rule:all_failed",
+                       "trigger_rule:none_failed_min_one_success", "trigger_rule:none_skipped", "skip_exit_codes"}
 
 
 # -- rendering ----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pipectl.engine.hooks import run_try_hook
 from pipectl.exec import executor
 from pipectl.model.errors import PipectlError
 from pipectl.model.pipeline import Task
-from pipectl.model.states import FAILED, LOST, RUNNING, STARTING, SUCCESS, UP_FOR_RETRY
+from pipectl.model.states import FAILED, LOST, RUNNING, SKIPPED, STARTING, SUCCESS, UP_FOR_RETRY
 from pipectl.timing.clock import epoch_iso
 
 
@@ -116,7 +116,8 @@ def _finish(ctx: StepContext, t, exit_code: int, end: float, report: StepReport)
     # time.time(): a fast try would otherwise end before it started
     end = max(end, t.start or end)
     timed_out = bool(t.timeout) and exit_code in (124, 137) and end - t.start >= t.timeout - 0.05
-    reason = None if exit_code == 0 else ("timeout" if timed_out else "exit_code")
+    skipped = exit_code in task.skip_exit_codes and not timed_out
+    reason = None if exit_code == 0 else ("timeout" if timed_out else "skip_exit_code" if skipped else "exit_code")
     if timed_out:
         # it ran its whole limit, after the wrapper and timeout(1) took over a millisecond to
         # start; only the mtime's coarse clock (up to a jiffy behind) says less
@@ -125,7 +126,7 @@ def _finish(ctx: StepContext, t, exit_code: int, end: float, report: StepReport)
     end_session(ctx, t)
     with store.tx():
         ti = store.task_instance(t.ti)
-        if not store.finish_try(t.id, SUCCESS if exit_code == 0 else FAILED, now=end,
+        if not store.finish_try(t.id, SUCCESS if exit_code == 0 else SKIPPED if skipped else FAILED, now=end,
                                 exit_code=exit_code, reason=reason):
             return
         hook = settle(ctx, run, ti, task, t.try_number, exit_code, reason, end, report)
@@ -176,6 +177,11 @@ def settle(ctx: StepContext, run, ti, task: Task, try_number: int, exit_code: in
         store.add_event("task_success", now=now, pipeline=pipe, run=run.id, task=ti.task)
         ctx.on_task_success(run, ti, task, now)
         return "on_success"
+    if reason == "skip_exit_code":
+        store.finish_task_instance(ti.id, try_number, SKIPPED, now=now, reason="skip_exit_code", exit_code=exit_code)
+        store.add_event("task_skipped", now=now, pipeline=pipe, run=run.id, task=ti.task,
+                        message=f"exit {exit_code}, listed in skip_exit_codes")
+        return None
     tries_in_budget = ti.try_number - ti.budget_base
     if task.retry.may_retry(tries_in_budget, exit_code):
         at = now + task.retry.delay(tries_in_budget)

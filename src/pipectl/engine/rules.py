@@ -190,6 +190,16 @@ def trigger_outcome(rule: str, upstream: list[str]) -> str | None:
         if failed:
             return UPSTREAM_FAILED
         return READY if done else None
+    if rule == "none_failed_min_one_success":
+        if failed:
+            return UPSTREAM_FAILED
+        if not done:
+            return None
+        return READY if success else SKIPPED
+    if rule == "none_skipped":
+        if skipped:
+            return SKIPPED
+        return READY if done else None
     raise ValueError(f"unknown trigger rule {rule!r}")
 
 
@@ -227,6 +237,10 @@ class TriggerRule:
             culprits, lead = upstream, f"no upstream failed ({rule}): "
         elif rule == "all_failed" and outcome == SKIPPED:
             lead = f"not every upstream failed ({rule}): "
+        elif rule == "none_failed_min_one_success" and outcome == SKIPPED:
+            lead = f"no upstream succeeded ({rule}): "
+        elif rule == "none_skipped":
+            culprits, lead = [u for u in upstream if u.state == SKIPPED], f"an upstream was skipped ({rule}): "
         else:
             lead = ""
         when = " on the next step" if settles else ""

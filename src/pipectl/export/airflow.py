@@ -654,6 +654,7 @@ class _DagWriter:
                  f"secret_env={_dict(secrets)},",
                  f"env_file={p.env_file!r},",
                  f"no_retry_exit_codes={tuple(task.retry.no_retry_exit_codes)!r},",
+                 *([f"skip_exit_codes={tuple(task.skip_exit_codes)!r},"] if task.skip_exit_codes else []),
                  f"retry_on_exit_codes={_tuple_or_none(task.retry.retry_on_exit_codes)},"]
         body += self.task_common(task) + self.hooks(task, exprs, name)
         if not mapped:

@@ -150,8 +150,10 @@ class PipectlExitCode(AirflowException):
 class _Process:
     """What pipectl's string and list tasks share: the environment, exit-code rules, the item."""
 
-    def _setup(self, secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item) -> None:
+    def _setup(self, secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item,
+               skip_exit_codes=()) -> None:
         self.secret_env = dict(secret_env or {})
+        self.skip_exit_codes = tuple(skip_exit_codes or ())
         self.env_file = env_file
         self.no_retry_exit_codes = tuple(no_retry_exit_codes or ())
         self.retry_on_exit_codes = None if retry_on_exit_codes is None else tuple(retry_on_exit_codes)
@@ -164,6 +166,8 @@ class _Process:
         self.pipectl_exit_code = exit_code
         if exit_code == 0:
             return
+        if exit_code in self.skip_exit_codes:  # pipectl's skip_exit_codes: skipped, never retried
+            raise AirflowSkipException(f"the command exited {exit_code}, listed in skip_exit_codes")
         if exit_code in self.no_retry_exit_codes:
             raise AirflowFailException(f"the command exited {exit_code}, listed in no_retry_exit_codes: no retry")
         if self.retry_on_exit_codes is not None and exit_code not in self.retry_on_exit_codes:
@@ -186,9 +190,9 @@ class ShellTask(_Process, BashOperator):
     template_ext = ()
 
     def __init__(self, *, secret_env=None, env_file=None, no_retry_exit_codes=(), retry_on_exit_codes=None,
-                 pipectl_item="", **kwargs):
+                 pipectl_item="", skip_exit_codes=(), **kwargs):
         super().__init__(**kwargs)
-        self._setup(secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item)
+        self._setup(secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item, skip_exit_codes)
 
     def execute(self, context):
         if self.cwd is not None and not os.path.isdir(self.cwd):
@@ -208,12 +212,12 @@ class ExecTask(_Process, BaseOperator):
     template_fields = ("argv", "env")
 
     def __init__(self, *, argv, env=None, cwd=None, secret_env=None, env_file=None, no_retry_exit_codes=(),
-                 retry_on_exit_codes=None, pipectl_item="", **kwargs):
+                 retry_on_exit_codes=None, pipectl_item="", skip_exit_codes=(), **kwargs):
         super().__init__(**kwargs)
         self.argv = list(argv)
         self.env = env
         self.cwd = cwd
-        self._setup(secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item)
+        self._setup(secret_env, env_file, no_retry_exit_codes, retry_on_exit_codes, pipectl_item, skip_exit_codes)
         self._hook = None
 
     def execute(self, context):

@@ -74,6 +74,9 @@ class Task:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     trigger_rule: str = "all_success"
+    # exit codes that mean "nothing to do": the task instance is skipped (no retry), and its
+    # downstream follows its trigger rule, as Airflow's skip_on_exit_code
+    skip_exit_codes: tuple[int, ...] = ()
     env: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
     cwd: str | None = None
     pool: str | None = None
@@ -205,6 +208,7 @@ def _task_from(d: Mapping) -> Task:
     kw["retry"] = RetryPolicy(**r)
     kw["run"] = kw["run"] if kw.get("run") is None or isinstance(kw["run"], str) else tuple(kw["run"])
     kw["needs"] = tuple(kw.get("needs", ()))
+    kw["skip_exit_codes"] = tuple(kw.get("skip_exit_codes") or ())
     kw["produces"] = tuple(kw.get("produces", ()))
     kw["env"] = frozen_map(kw.get("env"))
     if kw.get("sensor") is not None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-TRIGGER_RULES = ("all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed")
+TRIGGER_RULES = ("all_success", "all_done", "all_failed", "one_failed", "one_success", "none_failed",
+                 "none_failed_min_one_success", "none_skipped")
 
 class State(StrEnum):
     """Every state a run, a task instance or a try can be in. A StrEnum, so a member equals,
@@ -66,7 +67,7 @@ TI_TRANSITIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # dispatch starts a try. Guard: no live try of this task instance.
     "claim": ((PENDING, UP_FOR_RETRY), (RUNNING,)),
     # the try holding it ended (exit, timeout, lost). Guard: the task instance is at that try.
-    "finish": ((RUNNING,), (SUCCESS, UP_FOR_RETRY, FAILED)),
+    "finish": ((RUNNING,), (SUCCESS, UP_FOR_RETRY, FAILED, SKIPPED)),
     # its try was claimed but never started (launcher killed). Guard: at that try.
     "requeue": ((RUNNING,), (UP_FOR_RETRY,)),
     # a trigger rule decided it without running it

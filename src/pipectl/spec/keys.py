@@ -267,6 +267,7 @@ KEYS: tuple[Key, ...] = (
     Key("timeout", Duration(positive=True), _OPTION, default=None),
     Key("sla", Duration(positive=True), _OPTION, default=None),
     Key("trigger_rule", Choice(TRIGGER_RULES), _OPTION, default="all_success"),
+    Key("skip_exit_codes", ExitCodes(), _OPTION, default=()),
     Key("env", Part("env_map", "mapping"), _OPTION, default={}, merge=True),
     Key("cwd", String(), _OPTION, default=None),
     Key("pool", Part("pool", "pool name"), _OPTION, default=None),
