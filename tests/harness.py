@@ -399,6 +399,13 @@ class Project:
         self.root = make_project(tmp_path, specs or {}, toml_extra)
         self.env = dict(env or {})
 
+    @classmethod
+    def existing(cls, root: Path, env: dict[str, str] | None = None) -> "Project":
+        """A project already on disk (an example copied into the test's directory)."""
+        project = cls.__new__(cls)
+        project.root, project.env = Path(root), dict(env or {})
+        return project
+
     def __fspath__(self) -> str:
         return str(self.root)
 
