@@ -89,3 +89,32 @@ def test_validate_refuses_a_bad_skip_exit_code(tmp_path):
     r = project.cli("validate")
     assert r.returncode == 1
     assert "skip_exit_codes" in r.stderr and "pipelines/g.yaml:8:" in r.stderr
+
+
+OWNED = """\
+schedule: "0 3 * * *"
+start_date: 2026-04-01
+owner: data-team
+on_failure: 'echo "$PIPECTL_TASK $PIPECTL_OWNER" >> owners.log'
+tasks:
+  extract: {run: "exit 1", owner: alice}
+  load: {run: "true", needs: [extract], trigger_rule: all_done}
+"""
+
+
+def test_owner_is_shown_and_reaches_hooks_and_metrics(tmp_path):
+    project = Project(tmp_path, {"owned": OWNED})
+    assert project.cli("tick", "--wait", now="2026-04-02T03:00:00Z").returncode == 1
+    from harness import wait_for
+    assert wait_for(lambda: project.path("owners.log").exists() and
+                    project.path("owners.log").read_text() == "extract alice\n", 10)
+    status = project.ok("status", now="2026-04-02T03:01:00Z").stdout
+    assert "owned (data-team)" in status
+    assert project.jcli("status", now="2026-04-02T03:01:00Z")[0]["owner"] == "data-team"
+    show = project.ok("show", "owned", "-d", "2026-04-01", now="2026-04-02T03:01:00Z").stdout
+    assert "  owner data-team · extract: alice" in show
+    detail = project.jcli("show", "owned", "-d", "2026-04-01", now="2026-04-02T03:01:00Z")
+    assert detail["owner"] == "data-team"
+    assert {t["task"]: t["owner"] for t in detail["task_instances"]} == {"extract": "alice", "load": "data-team"}
+    metrics = project.ok("metrics", now="2026-04-02T03:01:00Z").stdout
+    assert 'pipectl_pipeline_info{project="' in metrics and 'pipeline="owned",owner="data-team"} 1' in metrics

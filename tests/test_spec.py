@@ -227,7 +227,7 @@ CASES = {
     "bad_trigger_rule": (
         "tasks:\n  a:\n    run: x\n    trigger_rule: all_sucess\n",
         "4:19: 'trigger_rule' must be one of all_success, all_done, all_failed, one_failed, one_success,"
-        " none_failed; got 'all_sucess' (did you mean 'all_success'?)",
+        " none_failed, none_failed_min_one_success, none_skipped; got 'all_sucess' (did you mean 'all_success'?)",
     ),
     "unknown_pool": (
         "tasks:\n  a:\n    run: x\n    pool: warehous\n",

@@ -47,9 +47,9 @@ def test_keys_per_place():
     assert set(PIPELINE_KEYS) == {
         "name", "description", "schedule", "timezone", "start_date", "end_date", "catchup", "max_active_runs",
         "params", "env", "env_file", "defaults", "tasks", "edges", "sla", "on_failure", "on_retry", "on_success",
-        "on_sla_miss", "assets", "max_catchup_runs"}
+        "on_sla_miss", "assets", "max_catchup_runs", "owner"}
     options = {"retries", "retry_delay", "retry_backoff", "max_retry_delay", "retry_on_exit_codes",
-               "no_retry_exit_codes", "timeout", "trigger_rule", "skip_exit_codes", "env", "cwd", "pool",
+               "no_retry_exit_codes", "timeout", "trigger_rule", "skip_exit_codes", "owner", "env", "cwd", "pool",
                    "priority", "sla",
                "on_failure", "on_retry", "on_success", "on_sla_miss", "poke_interval", "soft_fail"}
     assert set(K.TASK_OPTION_KEYS) == options

@@ -27,6 +27,11 @@ def task_environment(pipeline: Pipeline, task: Task, values: dict) -> dict[str, 
     return env
 
 
+def owner_of(pipeline: Pipeline, task: Task | None) -> str:
+    """Who answers for a task: its own owner, else its pipeline's ("" when neither says)."""
+    return (task.owner if task is not None else None) or pipeline.owner or ""
+
+
 def spawn(ctx: StepContext, command: str, env: dict[str, str], log_path: str, label: str) -> None:
     """Start a hook detached; this process waits for it before it exits (see step.drive)."""
     proc = ctx.executor.run_hook(command, cwd=ctx.config.root, env=env, log_path=log_path, label=label)
@@ -46,5 +51,5 @@ def run_try_hook(ctx: StepContext, which: str, run, pipeline: Pipeline, ti, t, e
     command, refs = runnable_command(command, values)
     env.update(refs)
     env.update(PIPECTL_STATE=HOOK_STATE.get(which, which), PIPECTL_EXIT_CODE="" if exit_code is None else str(exit_code),
-               PIPECTL_LOG=t.log_path or "")
+               PIPECTL_LOG=t.log_path or "", PIPECTL_OWNER=owner_of(pipeline, task))
     spawn(ctx, command, env, layout.hooks_log(ctx.config, run), which)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 
 from pipectl.engine.context import StepContext
-from pipectl.engine.hooks import spawn, task_environment
+from pipectl.engine.hooks import owner_of, spawn, task_environment
 from pipectl.engine.runs import template_values
 from pipectl.exec import layout
 from pipectl.model.pipeline import Pipeline
@@ -91,7 +91,8 @@ def _hook(ctx: StepContext, run, pipeline, ti, task: str) -> None:
     values = template_values(run, ti, ti.try_number if ti is not None else 0)
     base = t or next(iter(pipeline.tasks.values()))
     env = task_environment(pipeline, base, values)
-    env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task)
+    env.update(PIPECTL_STATE="sla_miss", PIPECTL_EXIT_CODE="", PIPECTL_LOG="", PIPECTL_SLA_TASK=task,
+               PIPECTL_OWNER=owner_of(pipeline, t))
     command, refs = runnable_command(command, values)
     env.update(refs)
     spawn(ctx, command, env, layout.hooks_log(ctx.config, run), "on_sla_miss")

@@ -77,6 +77,7 @@ class Task:
     # exit codes that mean "nothing to do": the task instance is skipped (no retry), and its
     # downstream follows its trigger rule, as Airflow's skip_on_exit_code
     skip_exit_codes: tuple[int, ...] = ()
+    owner: str | None = None  # the pipeline's owner when None
     env: Mapping[str, str] = field(default_factory=lambda: frozen_map({}))
     cwd: str | None = None
     pool: str | None = None
@@ -123,6 +124,7 @@ class Pipeline:
     path: str  # the YAML file it came from
     tasks: Mapping[str, Task]  # in file order
     description: str = ""
+    owner: str | None = None  # who answers for it: shown by status and show, PIPECTL_OWNER in hooks
     schedules: tuple[Schedule, ...] = ()
     timezone: str = "UTC"
     start_date: str | None = None  # ISO date or datetime; naive means the pipeline's timezone

@@ -82,6 +82,11 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
              [({"pipeline": p}, int(rows[p].paused)) for p in names if p in rows])
     w.family("pipectl_pipeline_valid", "gauge", "0 when the pipeline's spec is invalid and ticks skip it.",
              [({"pipeline": p}, int(rows[p].valid)) for p in names if p in rows])
+    # the owner as an info series (join on pipeline), not a label on every series: an owner
+    # change would otherwise split each series in two
+    owners = {p: _owner(rows[p].spec) for p in names if p in rows}
+    w.family("pipectl_pipeline_info", "gauge", "1 per pipeline, with its owner (the spec's owner: key).",
+             [({"pipeline": p, "owner": owners[p]}, 1) for p in names if owners.get(p)])
 
     last_tick = store.get_meta("last_tick")
     w.family("pipectl_last_tick_timestamp_seconds", "gauge", "When the last tick ran (Unix time).",
@@ -92,6 +97,15 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
         w.family("pipectl_sla_misses", "gauge", "SLA misses recorded, by pipeline.",
                  [({"pipeline": p}, misses.get(p, 0)) for p in sorted(set(names) | set(misses))])
     return w.text()
+
+
+def _owner(spec) -> str | None:
+    from pipectl.state.store import loads
+    try:
+        snapshot = loads(spec) if spec else None
+    except ValueError:
+        return None
+    return snapshot.get("owner") if isinstance(snapshot, dict) else None
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:

@@ -81,8 +81,10 @@ def run_detail(store: Store, run: Run, pipeline: Pipeline | None = None) -> dict
             "exit_code": t.exit_code, "reason": t.reason, "log": t.log_path,
         })
     tis = {ti.task: ti for ti in store.task_instances(run.id)}
+    obj["owner"] = pipeline.owner if pipeline is not None else None
+    task_owner = {name: t.owner for name, t in pipeline.tasks.items() if t.owner} if pipeline is not None else {}
     obj["task_instances"] = [{
-        "task": ti.task, "state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
+        "task": ti.task, "owner": task_owner.get(ti.base, obj["owner"]), "state": ti.state, "tries": ti.try_number, "exit_code": ti.exit_code,
         "reason": ti.reason, "start": epoch_iso(ti.start), "end": epoch_iso(ti.end),
         "next_try_at": epoch_iso(ti.next_try_at), "try_log": tries_by_ti.get(ti.id, []),
     } for ti in (tis[name] for name in dag_order(pipeline, list(tis)))]

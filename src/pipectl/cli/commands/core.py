@@ -205,6 +205,7 @@ def status(ctx: typer.Context, pipeline: Annotated[Optional[str], typer.Argument
             nxt = next_runs(p, now, 1, row.anchor if row else None) if p else []
             out.append({
                 "name": name, "valid": p is not None, "paused": row.paused if row else False,
+                "owner": p.owner if p else None,
                 "schedule": schedule_words(p) if p else None,
                 "timezone": p.timezone if p else _snapshot_tz(last, c.config().timezone),
                 "errors": [str(e) for e in loaded.invalid.get(name, [])],
@@ -324,7 +325,7 @@ def _print_status(c, out, last_tick, tick_age, late, now) -> None:
         if o["next_run"]:
             nxt = f"{render.local_time(o['next_run'], tz, now)} ({render.ago(o['next_run'], now)})"
         sched = render.state_text("invalid", "invalid spec") if not o["valid"] else o["schedule"]
-        cells.append((o["name"], sched, "yes" if o["paused"] else "no", last, took, nxt,
+        cells.append((f"{o['name']} ({o['owner']})" if o.get("owner") else o["name"], sched, "yes" if o["paused"] else "no", last, took, nxt,
                       render.state_cells(o["recent"], con)))
     if out and render.narrow(con):
         # a table of seven columns cannot fit: one block per pipeline, every fact whole
@@ -502,6 +503,11 @@ def _print_show(c, detail: dict, tz: str) -> None:
     bits = [f"ds {detail['ds']}", f"logical {render.local_time(detail['logical_date'], tz, year=True)} {tz}",
             detail["run_type"]]
     con.print("  " + " · ".join(bits), soft_wrap=True, markup=False, highlight=False)
+    owners = {ti["task"]: ti["owner"] for ti in detail["task_instances"] if ti.get("owner") != detail.get("owner")}
+    if detail.get("owner") or owners:
+        own = [f"owner {detail['owner']}"] if detail.get("owner") else []
+        own += [f"{task}: {who}" for task, who in owners.items() if who]
+        con.print("  " + " · ".join(own), soft_wrap=True, markup=False, highlight=False)
     bits = []
     if detail["start"]:
         bits.append(f"started {render.local_time(detail['start'], tz, now, seconds=True)} ({render.ago(detail['start'], now)})")
