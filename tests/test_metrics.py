@@ -95,3 +95,51 @@ def test_waiting_and_running_counts_and_no_sla_table(tmp_path):
         assert {s.labels["project"] for f in fams for s in f.samples} == {'/srv/we"ird\\dir\nx'}
     finally:
         store.close()
+
+
+DAILY = """
+schedule: "0 2 * * *"
+start_date: 2026-04-04
+tasks:
+  a: {run: "true"}
+"""
+
+
+def test_metrics_file_is_rewritten_by_each_full_tick_and_left_alone_by_a_no_op_one(tmp_path):
+    from harness import Project
+    project = Project(tmp_path, {"d": DAILY}, toml_extra="")
+    toml = project.path("pipectl.toml")
+    toml.write_text(toml.read_text().replace("[pipectl]\n", '[pipectl]\nmetrics_file = "out/pipectl.prom"\n'))
+    project.path("out").mkdir()
+    project.ok("tick", "--wait", now="2026-04-05T03:00:00Z")
+    prom = project.path("out", "pipectl.prom")
+    fams = {f.name: f for f in text_string_to_metric_families(prom.read_text())}
+    assert [(s.labels["version"], s.value) for s in fams["pipectl_build_info"].samples] == [
+        (__import__("importlib.metadata").metadata.version("pipectl"), 1.0)]
+    runs = {s.labels["state"]: s.value for s in fams["pipectl_runs"].samples if s.labels["pipeline"] == "d"}
+    assert runs["success"] == 1.0
+    assert oct(prom.stat().st_mode & 0o777) == "0o644"  # a collector reads it as another user
+    before = prom.stat().st_mtime_ns
+    project.ok("tick", now="2026-04-05T03:00:30Z")  # nothing due: the no-op path
+    assert prom.stat().st_mtime_ns == before
+
+
+def test_a_metrics_file_that_cannot_be_written_warns_and_never_fails_the_tick(tmp_path):
+    from harness import Project
+    project = Project(tmp_path, {"d": DAILY})
+    toml = project.path("pipectl.toml")
+    toml.write_text(toml.read_text().replace("[pipectl]\n", '[pipectl]\nmetrics_file = "missing/dir/p.prom"\n'))
+    r = project.cli("tick", "--wait", now="2026-04-05T03:00:00Z")
+    assert r.returncode == 0
+    assert "pipectl: warning: cannot write metrics_file " in r.stderr and "missing/dir/p.prom" in r.stderr
+    assert [str(x.state) for x in project.runs("d")] == ["success"]
+
+
+def test_a_bad_metrics_file_value_is_a_config_error(tmp_path):
+    from harness import Project
+    project = Project(tmp_path, {"d": DAILY})
+    toml = project.path("pipectl.toml")
+    toml.write_text(toml.read_text().replace("[pipectl]\n", "[pipectl]\nmetrics_file = 3\n"))
+    r = project.cli("tick")
+    assert r.returncode == 2
+    assert r.stderr.strip().endswith("metrics_file must be a file path, got 3")

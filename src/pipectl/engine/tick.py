@@ -38,6 +38,7 @@ class TickResult:
     report: StepReport = field(default_factory=StepReport)
     invalid: dict[str, list[str]] = field(default_factory=dict)
     fast: bool = False
+    metrics_error: str | None = None  # set by ops.ticking when the metrics_file could not be written
 
 
 # The no-op decision lives in quicktick, which `pipectl tick` consults before importing typer.

@@ -235,6 +235,7 @@ class ProjectConfig:
     tick_budget: float = 50.0
     pools: Mapping[str, int] = field(default_factory=lambda: frozen_map({}))
     retention: float | None = None  # seconds; ticks prune when set
+    metrics_file: str | None = None  # absolute; each full tick rewrites it (Prometheus text)
 
     @property
     def state_db(self) -> str:

@@ -48,6 +48,8 @@ class _Writer:
 def collect(config, store, pipelines: list[str] | None = None) -> str:
     """The exposition text. ``pipelines``: names to report even with no runs yet."""
     w = _Writer(config.root)
+    w.family("pipectl_build_info", "gauge", "1, with the version of pipectl that wrote these metrics.",
+             [({"version": _version()}, 1)])
     names = sorted(set(pipelines or ()) | set(store.pipeline_rows()))
 
     counts: dict[tuple[str, str], int] = {}
@@ -99,6 +101,14 @@ def collect(config, store, pipelines: list[str] | None = None) -> str:
     return w.text()
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("pipectl")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _owner(spec) -> str | None:
     from pipectl.state.store import loads
     try:
@@ -106,6 +116,13 @@ def _owner(spec) -> str | None:
     except ValueError:
         return None
     return snapshot.get("owner") if isinstance(snapshot, dict) else None
+
+
+def publish(config, text: str, output: str) -> None:
+    """Write the exposition to ``output`` in one rename; private when it sits in the state
+    directory, readable by a collector running as another user elsewhere. OSError on failure."""
+    inside = os.path.realpath(output).startswith(os.path.realpath(config.state_dir) + os.sep)
+    write_atomic(output, text, mode=0o600 if inside else 0o644)
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:

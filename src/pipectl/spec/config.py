@@ -8,7 +8,7 @@ from pipectl.timing.durations import MAX_COUNT, DurationError, parse_duration
 from pipectl.model.errors import ConfigError, Param
 from pipectl.model.pipeline import ProjectConfig, frozen_map
 CONFIG_NAME = "pipectl.toml"
-_KEYS = {"pipelines", "state_dir", "timezone", "max_parallel", "tick_budget", "retention"}
+_KEYS = {"pipelines", "state_dir", "timezone", "max_parallel", "tick_budget", "retention", "metrics_file"}
 
 
 def find_project(explicit: str | os.PathLike | None, cwd: str | os.PathLike, environ=os.environ) -> Path:
@@ -71,6 +71,11 @@ def load_config(root: str | os.PathLike) -> ProjectConfig:
         kw["tick_budget"] = parse_duration(section.get("tick_budget", "50s"))
         if "retention" in section:
             kw["retention"] = parse_duration(section["retention"])
+        if "metrics_file" in section:
+            mf = section["metrics_file"]
+            if not isinstance(mf, str) or not mf.strip():
+                raise ConfigError(f"{path}: metrics_file must be a file path, got {_short(mf)}")
+            kw["metrics_file"] = str((root / os.path.expanduser(mf)).resolve())
     except DurationError as e:
         raise ConfigError(f"{path}: {e}") from None
     for name, limit in pools.items():

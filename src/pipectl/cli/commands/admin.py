@@ -170,7 +170,7 @@ def metrics(
                                                   help="Write atomically to FILE (node_exporter textfile collector).")] = None,
 ) -> None:
     """Prometheus text format: runs by state, last success, durations, running/waiting tasks, last tick, SLA misses."""
-    from pipectl.ops.metrics import collect, write_atomic
+    from pipectl.ops.metrics import collect, publish
     from pipectl.state.store import open_store
     c = get_ctx(ctx)
     config = c.config()
@@ -187,10 +187,8 @@ def metrics(
     if output:
         if os.path.isdir(output):
             raise UsageError(f"--output {output} is a directory; give a file name, e.g. {os.path.join(output, 'pipectl.prom')}")
-        # a collector reads it as another user, unless it sits in the private state dir
-        inside = os.path.realpath(output).startswith(os.path.realpath(config.state_dir) + os.sep)
         try:
-            write_atomic(output, text, mode=0o600 if inside else 0o644)
+            publish(config, text, output)
         except OSError as e:
             raise PipectlError(f"cannot write metrics to {output}: {e.strerror or e}") from None
         return

@@ -33,7 +33,7 @@ def _warn(c, line: str) -> None:
 def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="Drive every run it touched to the end, retries included.")] = False,
          dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what this tick would create and start; change nothing.")] = False) -> None:
     """One scheduler pass: create due runs, reap finished tries, start ready tasks."""
-    from pipectl.engine.tick import tick as do_tick
+    from pipectl.ops.ticking import tick as do_tick
     c = get_ctx(ctx)
     config = c.config()
     if dry_run:
@@ -45,6 +45,8 @@ def tick(ctx: typer.Context, wait: Annotated[bool, typer.Option("--wait", help="
         print("another tick is running; this one has nothing to do", file=sys.stderr)
         return
     _ticklog(config, result)
+    if result.metrics_error:
+        _warn(c, result.metrics_error)
     for name, errs in result.invalid.items():
         _warn(c, f"pipeline {name} is invalid and was skipped: {errs[0] if errs else ''}")
     lines = result.report.lines()
