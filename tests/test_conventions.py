@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+import pytest
+
 from harness import Project
 
 FAN_IN = """\
@@ -54,3 +56,30 @@ def test_an_unknown_graph_format_gets_one_line_and_exit_2(tmp_path):
     r = project.cli("graph", "fan", "--format", "svg")
     assert r.returncode == 2
     assert r.stderr == "pipectl: error: --format must be text, dot or mermaid; got 'svg'\n"
+
+
+def test_graph_assets_draws_the_lineage_across_pipelines():
+    from conftest import REPO, call_cli
+    project = REPO / "examples" / "three_cadences"
+    text = call_cli("--project", project, "graph", "--assets")
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[3:6] == ["raw.accounts", "  produced by salesforce_to_raw.fetch_accounts_full",
+                                             "  consumed by daily_revenue_by_account"]
+    data = __import__("json").loads(call_cli("--project", project, "--json", "graph", "--assets").stdout)
+    assert data["assets"]["raw.events"] == {"producers": ["kafka_events_to_raw.register_partition"],
+                                            "consumers": ["daily_revenue_by_account"]}
+    assert data["assets"]["mart.daily_revenue_by_account"]["consumers"] == []
+    dot = call_cli("--project", project, "graph", "--assets", "--format", "dot").stdout
+    assert '  "raw.payments" [shape=ellipse];' in dot
+    assert '  "stripe_payments_to_raw.fetch_stripe_pages" -> "raw.payments";' in dot
+    assert '  "raw.payments" -> "daily_revenue_by_account";' in dot
+
+
+@pytest.mark.parametrize("args, message", [
+    (["graph", "--assets", "x"], "--assets draws the whole project: give no PIPELINE, --date, --at or --run-id"),
+    (["graph"], "missing PIPELINE (or --assets for the project's asset lineage)"),
+])
+def test_graph_misuse_gets_one_line_and_exit_2(args, message):
+    from conftest import REPO, call_cli
+    r = call_cli("--project", REPO / "examples" / "three_cadences", *args)
+    assert (r.returncode, r.stderr) == (2, f"pipectl: error: {message}\n")

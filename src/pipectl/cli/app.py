@@ -337,16 +337,34 @@ def cwd_warnings(config, pipelines) -> list[str]:
 @app.command()
 def graph(
     ctx: typer.Context,
-    pipeline: PipelineArg,
+    pipeline: Annotated[Optional[str], typer.Argument(metavar="[PIPELINE]", show_default=False,
+                                                      help="Pipeline name (none with --assets).")] = None,
     date_: DateOpt = None,
     at: AtOpt = None,
     run_id: RunIdOpt = None,
     fmt: Annotated[str, typer.Option("--format", metavar="text|dot|mermaid",
                                      help="text (default), Graphviz dot, or a Mermaid flowchart.")] = "text",
+    assets: Annotated[bool, typer.Option("--assets", help="The project's asset lineage: producers, assets, "
+                                                          "consumers, across pipelines.")] = False,
 ) -> None:
-    """Draw a pipeline's tasks in dependency layers (coloured by state with --date)."""
+    """Draw a pipeline's tasks in dependency layers (coloured by state with --date); with --assets,
+    the lineage of assets across pipelines."""
     if fmt not in ("text", "dot", "mermaid"):
         raise UsageError(f"--format must be text, dot or mermaid; got {fmt!r}")
+    if assets:
+        if pipeline or date_ or at or run_id:
+            raise UsageError("--assets draws the whole project: give no PIPELINE, --date, --at or --run-id")
+        from pipectl.cli import render
+        from pipectl.views.lineage import asset_lineage
+        c = get_ctx(ctx)
+        lineage = asset_lineage(c.load().pipelines)
+        if c.json:
+            render.print_json(lineage)
+        else:
+            print(render.lineage_text(lineage, fmt))
+        return
+    if pipeline is None:
+        raise UsageError("missing PIPELINE (or --assets for the project's asset lineage)")
     c = get_ctx(ctx)
     states = None
     if date_ or at or run_id:

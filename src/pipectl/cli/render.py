@@ -417,6 +417,36 @@ def graph_text(pipeline: Any, fmt: str, states: Mapping[str, str] | None = None)
     return "\n".join(lines)
 
 
+def lineage_text(lineage: dict, fmt: str) -> str:
+    """``graph --assets``: producer task -> asset -> consumer pipeline, as text, dot or mermaid."""
+    assets = lineage["assets"]
+    if fmt == "text":
+        if not assets:
+            return "no assets: no task declares `produces` and no schedule waits on one"
+        lines = []
+        for name, sides in assets.items():
+            lines.append(name)
+            lines.append("  produced by " + (", ".join(sides["producers"]) or "nothing (no task produces it)"))
+            lines.append("  consumed by " + (", ".join(sides["consumers"]) or "nothing"))
+        return "\n".join(lines)
+    edges = [(prod, name) for name, sides in assets.items() for prod in sides["producers"]]
+    edges += [(name, cons) for name, sides in assets.items() for cons in sides["consumers"]]
+    nodes = list(dict.fromkeys([n for e in edges for n in e] + list(assets)))
+    if fmt == "dot":
+        def q(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines = ['digraph "assets" {', "  rankdir=LR;"]
+        lines += [f"  {q(n)} [shape={'ellipse' if n in assets else 'box'}];" for n in nodes]
+        lines += [f"  {q(a)} -> {q(b)};" for a, b in edges]
+        return "\n".join(lines + ["}"])
+    ids = {n: f"n{i}" for i, n in enumerate(nodes)}
+    lines = ["flowchart LR"]
+    lines += ["  " + ids[n] + ('(["' if n in assets else '["') + n.replace('"', "#quot;") + ('"])' if n in assets else '"]')
+              for n in nodes]
+    lines += [f"  {ids[a]} --> {ids[b]}" for a, b in edges]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- JSON
 
 def _json_default(o: Any) -> Any:
