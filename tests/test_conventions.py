@@ -83,3 +83,38 @@ def test_graph_misuse_gets_one_line_and_exit_2(args, message):
     from conftest import REPO, call_cli
     r = call_cli("--project", REPO / "examples" / "three_cadences", *args)
     assert (r.returncode, r.stderr) == (2, f"pipectl: error: {message}\n")
+
+
+def _complete(project, words: str, cword: int) -> list[str]:
+    """What bash offers: the script from `pipectl completion bash`, run by a real bash."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    bindir = Path(sys.executable).parent
+    script = f'''
+        eval "$(pipectl completion bash)"
+        COMP_WORDS=({words})
+        COMP_CWORD={cword}
+        _pipectl_completion pipectl
+        printf '%s\\n' "${{COMPREPLY[@]}}"
+    '''
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=project, timeout=60,
+                       env={"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(project)})
+    assert r.returncode == 0, r.stderr
+    return [line for line in r.stdout.splitlines() if line]
+
+
+def test_bash_completes_commands_pipelines_tasks_and_run_ids(tmp_path):
+    project = Project(tmp_path, {"fan": FAN_IN, "other": FAN_IN})
+    assert _complete(project.root, "pipectl ru", 1) == ["run", "runs"]
+    assert _complete(project.root, 'pipectl runs ""', 2) == ["fan", "other"]
+    assert _complete(project.root, "pipectl retry fan --task extract_", 4) == ["extract_a", "extract_b"]
+    assert project.cli("tick", "--wait", now="2026-04-02T03:00:00Z").returncode == 1
+    assert _complete(project.root, "pipectl show fan --run-id sched", 4) == ["scheduled__2026-04-01T02:00:00+00:00"]
+
+
+def test_completion_refuses_an_unknown_shell(tmp_path):
+    r = Project(tmp_path, {}).cli("completion", "tcsh")
+    assert (r.returncode, r.stderr) == (2, "pipectl: error: shell must be one of bash, zsh, fish; got 'tcsh'\n")
+    for shell in ("bash", "zsh", "fish"):
+        assert "_PIPECTL_COMPLETE" in Project(tmp_path / shell, {}).ok("completion", shell).stdout

@@ -191,10 +191,27 @@ def iso(dt: datetime | None) -> str | None:
 
 
 # Option types the commands share, so every command spells them the same way.
-PipelineArg = Annotated[str, typer.Argument(metavar="PIPELINE", help="Pipeline name.", show_default=False)]
+def _complete_pipelines(ctx: typer.Context, incomplete: str) -> list[str]:
+    from pipectl.cli.completion import pipelines
+    return pipelines(ctx, incomplete)
+
+
+def _complete_tasks(ctx: typer.Context, incomplete: str) -> list[str]:
+    from pipectl.cli.completion import tasks
+    return tasks(ctx, incomplete)
+
+
+def _complete_run_ids(ctx: typer.Context, incomplete: str) -> list[str]:
+    from pipectl.cli.completion import run_ids
+    return run_ids(ctx, incomplete)
+
+
+PipelineArg = Annotated[str, typer.Argument(metavar="PIPELINE", help="Pipeline name.", show_default=False,
+                                            autocompletion=_complete_pipelines)]
 DateOpt = Annotated[Optional[str], typer.Option("--date", "-d", metavar="D",
                                                 help="Logical date: YYYY-MM-DD (ds) or ISO 8601 datetime.")]
-RunIdOpt = Annotated[Optional[str], typer.Option("--run-id", metavar="ID", help="The run with this run id.")]
+RunIdOpt = Annotated[Optional[str], typer.Option("--run-id", metavar="ID", help="The run with this run id.",
+                                                 autocompletion=_complete_run_ids)]
 AtOpt = Annotated[Optional[str], typer.Option("--at", metavar="DATETIME",
                                               help="The run at this logical datetime (ISO 8601; naive = the "
                                                    "pipeline's timezone), or HH:MM on --date's day.")]

@@ -201,6 +201,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.stderr = secrets.MaskingWriter(sys.stderr)
     command = typer.main.get_command(app)
     install_fast_coercion(command)
+    from pipectl.cli import completion
+    if completion.wanted():  # the shell asks for candidates (see `pipectl completion`)
+        import typer._completion_classes as classes
+        classes.completion_init()
+        command._main_shell_completion({}, PROG, completion.COMPLETE_VAR)
+        sys.exit(0)
     try:
         rv = command.main(args=args, prog_name=PROG, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

@@ -193,3 +193,17 @@ def metrics(
             raise PipectlError(f"cannot write metrics to {output}: {e.strerror or e}") from None
         return
     sys.stdout.write(text)
+
+
+@app.command()
+def completion(ctx: typer.Context, shell: Annotated[str, typer.Argument(metavar="bash|zsh|fish",
+                                                                        help="The shell to complete in.")]) -> None:
+    """Print a completion script: `eval "$(pipectl completion bash)"` in ~/.bashrc (zsh: ~/.zshrc;
+    fish: `pipectl completion fish | source`). Completes commands, options, pipeline, task and run names."""
+    from pipectl.cli import completion as comp
+    if shell not in comp.SHELLS:
+        raise UsageError(f"shell must be one of {', '.join(comp.SHELLS)}; got {shell!r}")
+    import typer.main
+
+    from pipectl.cli.app import app as root
+    sys.stdout.write(comp.script(shell, typer.main.get_command(root)))

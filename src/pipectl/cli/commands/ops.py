@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipectl.cli.app import MAX_COUNT, AtOpt, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_date_range
+from pipectl.cli.app import MAX_COUNT, AtOpt, _complete_tasks, DateOpt, PipelineArg, RunIdOpt, WaitOpt, app, exit_with, get_ctx, parse_date_arg, parse_date_range
 from pipectl.model.errors import UsageError
 from pipectl.model.states import FAILED, PENDING, QUEUED, RUNNING, SKIPPED, SUCCESS, UP_FOR_RETRY, UPSTREAM_FAILED
 StartOpt = Annotated[str, typer.Option("--start", metavar="D", show_default=False,
@@ -232,7 +232,7 @@ def retry(
     ctx: typer.Context,
     pipeline: PipelineArg,
     date_: DateOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="T",
+    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="T", autocompletion=_complete_tasks,
                                                 help="Re-run this task (any state but running).")] = None,
     downstream: Annotated[bool, typer.Option("--downstream", help="With --task: everything below it too.")] = False,
     wait: WaitOpt = False,
@@ -314,7 +314,7 @@ def mark(
     pipeline: PipelineArg,
     state: Annotated[str, typer.Argument(metavar="success|failed|skipped", help="The state to set.")],
     date_: DateOpt = None,
-    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="T", help="The task (all its instances "
+    task: Annotated[Optional[str], typer.Option("--task", "-t", metavar="T", autocompletion=_complete_tasks, help="The task (all its instances "
                                                 "if mapped, or one: 'name[2]').")] = None,
     at: AtOpt = None,
     run_id: RunIdOpt = None,
